@@ -1,0 +1,1 @@
+"""Governed egress as code: Pulumi components and pure manifest builders."""

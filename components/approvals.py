@@ -1,0 +1,46 @@
+"""The approval registry: which (host, port, team) security has approved, until when (pure, no Pulumi)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from . import names
+from .config import Approval
+
+
+def covering(approvals: Iterable[Approval], host: str, port: int, team: str) -> Approval | None:
+    """The registry entry for this host, port and team (expired or not), or None.
+
+    The newest expiry wins when several entries cover the same destination.
+    """
+    found = [a for a in approvals if a.host == host and port in a.ports and team in a.teams]
+    return max(found, key=lambda a: a.expires, default=None)
+
+
+def approval_metadata(approval: Approval | None, today: dt.date) -> tuple[dict[str, str], dict[str, str]]:
+    """(labels, annotations) for a ServiceEntry: the approved label only while the entry is unexpired.
+
+    An expired entry still records its ticket and expiry, so the policies can say it expired.
+    """
+    if approval is None:
+        return {}, {}
+    labels = {names.APPROVED_LABEL: names.APPROVED_VALUE} if approval.expires >= today else {}
+    return (
+        labels,
+        {
+            names.TICKET_ANNOTATION: approval.ticket,
+            names.APPROVER_ANNOTATION: approval.approved_by,
+            names.EXPIRES_ANNOTATION: approval.expires.isoformat(),
+        },
+    )
+
+
+def to_output(approvals: Sequence[Approval]) -> list[dict[str, Any]]:
+    """The registry as the platform stack exports it (read back by team stacks)."""
+    return [a.model_dump(mode="json", by_alias=True) for a in approvals]
+
+
+def from_output(raw: Sequence[Mapping[str, Any]] | None) -> list[Approval]:
+    return [Approval.model_validate(dict(r)) for r in (raw or [])]

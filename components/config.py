@@ -1,0 +1,337 @@
+"""Stack configuration: strict pydantic models for the `egress` config namespace.
+
+Parsing has no side effects and holds no secrets. Every problem is reported as one line that
+names the config key, the destination (where there is one) and the field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from . import versions
+
+CONFIG_NAMESPACE = "egress"
+KNOWN_KEYS = ("platform", "platformStack", "team", "destinations", "approvals")
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# RFC 1123 host name; wildcards are rejected separately with a clearer message.
+DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
+HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
+# The duration syntax kgateway's CRDs accept (x-kubernetes-validations on every duration field).
+DURATION = re.compile(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")
+_DURATION_PART = re.compile(r"([0-9]{1,5})(h|ms|m|s)")
+_UNIT_MS = {"h": 3_600_000, "m": 60_000, "s": 1_000, "ms": 1}
+
+# Upper bounds that keep a misbehaving upstream from tying up the gateway.
+MAX_RETRY_ATTEMPTS = 10
+MAX_TIMEOUT_MS = 5 * 60_000
+
+
+class ConfigError(ValueError):
+    """Invalid stack configuration; the message is one line meant for the user."""
+
+
+def duration_ms(value: str) -> int:
+    """Milliseconds in a kgateway duration such as `1m30s` or `250ms`."""
+    return sum(int(n) * _UNIT_MS[u] for n, u in _DURATION_PART.findall(value))
+
+
+def _check_duration(value: str) -> str:
+    if not DURATION.match(value):
+        raise ValueError(f"'{value}' is not a duration the gateway accepts (e.g. 500ms, 10s, 1m30s)")
+    if duration_ms(value) == 0:
+        raise ValueError("must be greater than zero")
+    if duration_ms(value) > MAX_TIMEOUT_MS:
+        raise ValueError(f"'{value}' exceeds the 5m bound")
+    return value
+
+
+def _check_dns_label(value: str) -> str:
+    if not DNS_LABEL.match(value):
+        raise ValueError(f"'{value}' is not a DNS label (lowercase letters, digits and '-', at most 63)")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True, strict=False
+    )
+
+
+class Authz(_Strict):
+    """Who may use a destination: every listed header must carry one of its allowed values."""
+
+    require_headers: dict[str, list[str]] = Field(min_length=1)
+    deny_message: str = Field(default="Access denied by egress policy", min_length=1, max_length=512)
+
+    @field_validator("require_headers")
+    @classmethod
+    def _headers(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for name, allowed in value.items():
+            # Envoy hands headers to the authz server with lowercased keys.
+            key = name.lower()
+            if not HEADER_NAME.match(key):
+                raise ValueError(f"'{name}' is not a valid header name")
+            if not allowed or any(not isinstance(v, str) or v == "" for v in allowed):
+                raise ValueError(f"header '{name}' needs at least one non-empty allowed value")
+            out[key] = list(allowed)
+        return out
+
+
+class Retries(_Strict):
+    """Upstream retries; `attempts: 3` means up to 4 tries in all."""
+
+    attempts: int = Field(default=2, ge=0, le=MAX_RETRY_ATTEMPTS)
+    per_try_timeout: str = "10s"
+    status_codes: list[int] = Field(default_factory=lambda: [503, 504])
+
+    @field_validator("per_try_timeout")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        return _check_duration(value)
+
+    @field_validator("status_codes")
+    @classmethod
+    def _codes(cls, value: list[int]) -> list[int]:
+        bad = [c for c in value if not 400 <= c <= 599]
+        if bad:
+            raise ValueError(f"status codes must be within 400-599, got {bad}")
+        return value
+
+
+class Destination(_Strict):
+    """One external host a team may call through the egress gateway."""
+
+    name: str
+    host: str
+    port: int = Field(ge=1, le=65535)
+    protocol: Literal["HTTP", "HTTPS"] = "HTTPS"
+    addresses: list[str] | None = None
+    authz: Authz
+    retries: Retries = Field(default_factory=Retries)
+    timeout: str = "30s"
+    fail_open: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_dns_label(value)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if "*" in value:
+            raise ValueError(f"'{value}' is a wildcard; name one host per destination")
+        if not DNS_NAME.match(value):
+            raise ValueError(f"'{value}' is not a DNS name")
+        return value
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("give at least one address, or omit the field to resolve the host by DNS")
+        for a in value:
+            try:
+                ipaddress.ip_address(a)
+            except ValueError:
+                raise ValueError(f"'{a}' is not an IP address") from None
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: str) -> str:
+        return _check_duration(value)
+
+    @model_validator(mode="after")
+    def _per_try_below_timeout(self) -> Destination:
+        if duration_ms(self.retries.per_try_timeout) >= duration_ms(self.timeout):
+            raise ValueError(
+                f"retries.perTryTimeout ({self.retries.per_try_timeout}) must be below timeout ({self.timeout})"
+            )
+        return self
+
+
+class Team(_Strict):
+    name: str
+    namespace: str
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _labels(cls, value: str) -> str:
+        return _check_dns_label(value)
+
+
+class ClusterConfig(_Strict):
+    mode: Literal["kind", "existing"] = "kind"
+    name: str = "egress-dev"
+    context: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_dns_label(value)
+
+
+class OllamaConfig(_Strict):
+    enabled: bool = True
+    # The destination whose STATIC endpoint is the container's address on the kind network.
+    destination: str = "ollama"
+
+
+class VersionsConfig(_Strict):
+    """Per-stack overrides of the pins in components/versions.py."""
+
+    gateway_api: str = versions.GATEWAY_API_VERSION
+    istio: str = versions.ISTIO_VERSION
+    kgateway: str = versions.KGATEWAY_VERSION
+    kyverno_chart: str = versions.KYVERNO_CHART_VERSION
+    kyverno_authz_chart: str = versions.KYVERNO_AUTHZ_CHART_VERSION
+    kind_node_image: str = versions.KIND_NODE_IMAGE
+    ollama_image: str = versions.OLLAMA_IMAGE
+
+    @field_validator("*")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        if not value or value in ("latest", "*") or value.endswith(":latest"):
+            raise ValueError(f"'{value}' is not a pinned version")
+        return value
+
+    def pins(self) -> versions.Pins:
+        return versions.Pins(**self.model_dump())
+
+
+class PlatformConfig(_Strict):
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    ollama: OllamaConfig = Field(default_factory=OllamaConfig)
+    versions: VersionsConfig = Field(default_factory=VersionsConfig)
+
+
+class Approval(_Strict):
+    """One entry of the platform's approval registry (security approves; teams cannot)."""
+
+    host: str
+    ports: list[int] = Field(min_length=1)
+    teams: list[str] = Field(min_length=1)
+    ticket: str = Field(min_length=1)
+    approved_by: str = Field(min_length=3)
+    expires: dt.date
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return Destination._host(value)
+
+    @field_validator("teams")
+    @classmethod
+    def _teams(cls, value: list[str]) -> list[str]:
+        return [_check_dns_label(t) for t in value]
+
+    @field_validator("approved_by")
+    @classmethod
+    def _approver(cls, value: str) -> str:
+        if "@" not in value:
+            raise ValueError(f"'{value}' is not an email address")
+        return value
+
+
+class StackConfig(_Strict):
+    """Everything one stack's config says, validated as a whole."""
+
+    platform: PlatformConfig | None = None
+    platform_stack: str | None = None
+    team: Team | None = None
+    destinations: list[Destination] = Field(default_factory=list)
+    approvals: list[Approval] = Field(default_factory=list)
+
+    @property
+    def is_platform(self) -> bool:
+        return self.platform is not None
+
+
+def _location(loc: tuple[int | str, ...], raw: Any) -> str:
+    """`egress:destinations[ollama].retries.perTryTimeout` from a pydantic error location."""
+    key, *rest = loc
+    out = f"{CONFIG_NAMESPACE}:{key}"
+    node = raw.get(key) if isinstance(raw, Mapping) else None
+    for part in rest:
+        if isinstance(part, int):
+            label: Any = part
+            if isinstance(node, list) and part < len(node):
+                item = node[part]
+                if isinstance(item, Mapping) and isinstance(item.get("name") or item.get("host"), str):
+                    label = item.get("name") or item.get("host")
+                node = item
+            out += f"[{label}]"
+        else:
+            node = node.get(part) if isinstance(node, Mapping) else None
+            out += f".{part}"
+    return out
+
+
+def _describe(err: Any, raw: Mapping[str, Any]) -> str:
+    loc = tuple(err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "literal_error":
+        msg = msg.replace("Input should be", "must be")
+    return f"{_location(loc, raw)}: {msg}"
+
+
+def parse(raw: Mapping[str, Any]) -> StackConfig:
+    """Validate the `egress:*` values of a stack (keys without the namespace) or raise ConfigError."""
+    unknown = sorted(set(raw) - set(KNOWN_KEYS))
+    if unknown:
+        allowed = ", ".join(f"{CONFIG_NAMESPACE}:{k}" for k in KNOWN_KEYS)
+        raise ConfigError(f"{CONFIG_NAMESPACE}:{unknown[0]}: unknown key (allowed: {allowed})")
+    try:
+        cfg = StackConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_describe(e, raw) for e in exc.errors())) from None
+    _check_stack(cfg)
+    return cfg
+
+
+def _check_stack(cfg: StackConfig) -> None:
+    ns = CONFIG_NAMESPACE
+    if cfg.platform is not None and cfg.platform_stack:
+        raise ConfigError(
+            f"{ns}:platformStack: a stack is either the platform ({ns}:platform) or a team stack, not both"
+        )
+    if cfg.platform is None and not cfg.platform_stack:
+        raise ConfigError(f"{ns}:platform or {ns}:platformStack: one of them is required")
+    if cfg.platform_stack is not None and cfg.platform_stack.count("/") != 2:
+        raise ConfigError(f"{ns}:platformStack: must be organization/<project>/<stack>, got '{cfg.platform_stack}'")
+    if cfg.approvals and not cfg.is_platform:
+        raise ConfigError(
+            f"{ns}:approvals: only the platform stack holds approvals; a team cannot approve its own destinations"
+        )
+    if cfg.destinations and cfg.team is None:
+        raise ConfigError(f"{ns}:team: required when {ns}:destinations is set")
+    seen_names: set[str] = set()
+    seen_hosts: dict[str, str] = {}
+    for d in cfg.destinations:
+        if d.name in seen_names:
+            raise ConfigError(f"{ns}:destinations[{d.name}].name: duplicate destination name")
+        seen_names.add(d.name)
+        if d.host in seen_hosts:
+            raise ConfigError(
+                f"{ns}:destinations[{d.name}].host: '{d.host}' is already used by destination '{seen_hosts[d.host]}'"
+            )
+        seen_hosts[d.host] = d.name
+    if cfg.platform and cfg.platform.ollama.enabled:
+        target = cfg.platform.ollama.destination
+        match = [d for d in cfg.destinations if d.name == target]
+        if match and match[0].addresses:
+            raise ConfigError(f"{ns}:destinations[{target}].addresses: omit it; the Ollama container's address is used")

@@ -1,0 +1,81 @@
+"""Names, labels and annotation keys: the one place that spells them.
+
+Kubernetes limits that matter here: object names and label values are at most 63 characters
+for DNS labels (RFC 1123); annotation keys are `prefix/name`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PROJECT = "egress"
+
+# Approval marking on ServiceEntries. The CrossGuard pack and the Kyverno ClusterPolicy read the
+# same constants (the pack may override them through its config).
+APPROVED_LABEL = "security.corp/egress-approved"
+APPROVED_VALUE = "true"
+TICKET_ANNOTATION = "security.corp/egress-ticket"
+APPROVER_ANNOTATION = "security.corp/egress-approved-by"
+EXPIRES_ANNOTATION = "security.corp/egress-expires"
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "egress-as-code"
+PART_OF_LABEL = "app.kubernetes.io/part-of"
+TEAM_LABEL = "egress.corp/team"
+DESTINATION_LABEL = "egress.corp/destination"
+
+AMBIENT_LABEL = "istio.io/dataplane-mode"
+AMBIENT_VALUE = "ambient"
+
+# Shared platform objects.
+GATEWAY_NAMESPACE = "egress-system"
+GATEWAY_NAME = "egress-gateway"
+GATEWAY_CLASS = "kgateway"
+GATEWAY_PORT = 80
+GATEWAY_LISTENER = "http"
+ACCESS_LOG_POLICY = "egress-gateway-access-log"
+
+AUTHZ_NAMESPACE = "kyverno-authz"
+AUTHZ_SERVICE = "kyverno-authz-server"  # the 0.4.0 chart names the Service after the chart
+AUTHZ_GRPC_PORT = 9081
+AUTHZ_POLICY_DIR = "/etc/egress-authz/policies"
+AUTHZ_EXTENSION = "egress-authz"
+# File names decide evaluation order in the authz server; the default deny must sort last.
+DEFAULT_DENY_FILE = "zz-default-deny.yaml"
+DEFAULT_DENY_POLICY = "egress-default-deny"
+
+ISTIO_NAMESPACE = "istio-system"
+KGATEWAY_NAMESPACE = "kgateway-system"
+KYVERNO_NAMESPACE = "kyverno"
+
+# ztunnel's HBONE port: in ambient, pod-to-pod traffic is tunnelled to this port on the peer.
+HBONE_PORT = 15008
+
+
+def labels(team: str | None = None, destination: str | None = None) -> dict[str, str]:
+    """Common labels for every object the program creates."""
+    out = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, PART_OF_LABEL: PROJECT}
+    if team:
+        out[TEAM_LABEL] = team
+    if destination:
+        out[DESTINATION_LABEL] = destination
+    return out
+
+
+def object_name(*parts: str, limit: int = 63) -> str:
+    """Join parts with '-'; past `limit`, keep a readable prefix and a stable hash suffix."""
+    name = "-".join(p for p in parts if p)
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: limit - 9].rstrip('-')}-{digest}"
+
+
+def authz_configmap(team: str) -> str:
+    """ConfigMap (in the authz namespace) that carries one team's authorization policies."""
+    return object_name("egress-authz", team)
+
+
+def gateway_address() -> str:
+    """In-cluster DNS name of the egress gateway's Service (kgateway names it after the Gateway)."""
+    return f"{GATEWAY_NAME}.{GATEWAY_NAMESPACE}.svc.cluster.local"

@@ -1,0 +1,138 @@
+"""The platform stack: cluster, mesh, gateway, Kyverno, authz server, admission policy, Ollama, demo team."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pulumi
+
+from . import approvals as registry
+from . import names, versions
+from .cluster import ExistingCluster, ExistingClusterArgs, KindCluster, KindClusterArgs
+from .config import PlatformConfig, StackConfig
+from .egress import Needs, TeamEgress, TeamEgressArgs
+from .gateway import EgressGateway, EgressGatewayArgs, Kgateway, KgatewayArgs
+from .governance import AdmissionPolicy, AdmissionPolicyArgs
+from .kyverno import Kyverno, KyvernoArgs, KyvernoAuthz, KyvernoAuthzArgs
+from .mesh import GatewayApiArgs, GatewayApiCrds, IstioAmbient, IstioArgs
+from .ollama import OllamaArgs, OllamaContainer
+
+
+def _cluster(p: PlatformConfig, pins: versions.Pins) -> KindCluster | ExistingCluster:
+    if p.cluster.mode == "kind":
+        return KindCluster("cluster", KindClusterArgs(name=p.cluster.name, node_image=pins.kind_node_image))
+    return ExistingCluster("cluster", ExistingClusterArgs(context=p.cluster.context))
+
+
+def try_commands(cfg: StackConfig, context: str, ollama_container: str | None) -> dict[str, str]:
+    """Commands a person runs to try the path: allowed, denied, retries, and the access log."""
+    if cfg.team is None or not cfg.destinations:
+        return {}
+    d = cfg.destinations[0]
+    header, values = next(iter(sorted(d.authz.require_headers.items())))
+    curl = (
+        f"kubectl --context {context} -n {cfg.team.namespace} run egress-try --rm -i --restart=Never "
+        f"--image={versions.CURL_IMAGE} -- curl -sS -i -H 'Host: {d.host}'"
+    )
+    url = f"http://{names.gateway_address()}/"
+    out = {
+        "allowed": f"{curl} -H '{header}: {values[0]}' {url}",
+        "denied": f"{curl} {url}",
+        "accessLog": (
+            f"kubectl --context {context} -n {names.GATEWAY_NAMESPACE} logs deploy/{names.GATEWAY_NAME} --tail=20"
+        ),
+    }
+    if ollama_container:
+        out["retries"] = f"docker pause {ollama_container} && {out['allowed']}; docker unpause {ollama_container}"
+    return out
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The platform's components (tests walk them to check the graph)."""
+
+    cluster: KindCluster | ExistingCluster
+    gateway_api: GatewayApiCrds
+    istio: IstioAmbient
+    kgateway: Kgateway
+    kyverno: Kyverno
+    authz: KyvernoAuthz
+    gateway: EgressGateway
+    admission: AdmissionPolicy
+    ollama: OllamaContainer | None
+    team: TeamEgress | None
+
+
+def build(cfg: StackConfig, today: dt.date) -> Platform:
+    assert cfg.platform is not None
+    p = cfg.platform
+    pins = p.versions.pins()
+    cluster = _cluster(p, pins)
+    on_cluster = pulumi.ResourceOptions(provider=cluster.provider)
+
+    gateway_api = GatewayApiCrds("gateway-api", GatewayApiArgs(version=pins.gateway_api), on_cluster)
+    istio = IstioAmbient("istio", IstioArgs(version=pins.istio), on_cluster)
+    kgateway = Kgateway("kgateway", KgatewayArgs(version=pins.kgateway, needs=(gateway_api, istio.base)), on_cluster)
+    kyverno = Kyverno("kyverno", KyvernoArgs(chart_version=pins.kyverno_chart), on_cluster)
+    teams = sorted({t for a in cfg.approvals for t in a.teams} | ({cfg.team.name} if cfg.team else set()))
+    authz = KyvernoAuthz(
+        "kyverno-authz", KyvernoAuthzArgs(chart_version=pins.kyverno_authz_chart, teams=teams), on_cluster
+    )
+    gateway = EgressGateway(
+        "egress-gateway",
+        EgressGatewayArgs(
+            gateway_crds=(gateway_api, kgateway.controller),
+            kgateway_crds=kgateway.crds,
+            mesh_ready=tuple(istio.ready),
+        ),
+        on_cluster,
+    )
+    admission = AdmissionPolicy("egress-admission", AdmissionPolicyArgs(kyverno=kyverno.release), on_cluster)
+
+    ollama = None
+    addresses: dict[str, list[pulumi.Input[str]]] = {}
+    if p.ollama.enabled:
+        ollama = OllamaContainer(
+            "ollama", OllamaArgs(image=pins.ollama_image), pulumi.ResourceOptions(depends_on=[cluster])
+        )
+        addresses[p.ollama.destination] = [ollama.address]
+
+    team = None
+    if cfg.team is not None:
+        needs: Needs = {
+            "Namespace": istio.ready,
+            "ServiceEntry": [*istio.crds_and_webhook, admission.policy],
+            "HTTPRoute": [gateway_api],
+            "ReferenceGrant": [gateway_api, authz.namespace],
+            "GatewayExtension": [kgateway.crds],
+            "TrafficPolicy": [kgateway.crds],
+            "BackendConfigPolicy": [kgateway.crds],
+            "ConfigMap": [authz.namespace],
+        }
+        team = TeamEgress(
+            f"team-{cfg.team.name}",
+            TeamEgressArgs(
+                team=cfg.team,
+                destinations=cfg.destinations,
+                approvals=cfg.approvals,
+                today=today,
+                addresses=addresses,
+                needs=needs,
+            ),
+            on_cluster,
+        )
+
+    context = (
+        f"kind-{p.cluster.name}"
+        if p.cluster.mode == "kind"
+        else (p.cluster.context or "$(kubectl config current-context)")
+    )
+    pulumi.export("kubeconfig", cluster.kubeconfig)
+    pulumi.export("gatewayAddress", gateway.address)
+    pulumi.export("authzAddress", authz.address)
+    pulumi.export("approvals", registry.to_output(cfg.approvals))
+    pulumi.export("tryCommands", try_commands(cfg, context, ollama.container_name if ollama else None))
+    if ollama is not None:
+        pulumi.export("ollamaAddress", ollama.address)
+    return Platform(cluster, gateway_api, istio, kgateway, kyverno, authz, gateway, admission, ollama, team)

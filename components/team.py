@@ -1,0 +1,30 @@
+"""A team stack: its namespace and destinations on the platform named by `egress:platformStack`."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from . import approvals as registry
+from .config import StackConfig
+from .egress import TeamEgress, TeamEgressArgs
+
+
+def build(cfg: StackConfig, today: dt.date) -> TeamEgress | None:
+    assert cfg.platform_stack is not None
+    platform = pulumi.StackReference("platform", stack_name=cfg.platform_stack)
+    provider = k8s.Provider("platform-cluster", kubeconfig=platform.require_output("kubeconfig"))
+    approvals = platform.get_output("approvals").apply(registry.from_output)
+    if cfg.team is None:
+        return None
+    team = TeamEgress(
+        f"team-{cfg.team.name}",
+        TeamEgressArgs(team=cfg.team, destinations=cfg.destinations, approvals=approvals, today=today),
+        pulumi.ResourceOptions(provider=provider),
+    )
+    pulumi.export("namespace", cfg.team.namespace)
+    pulumi.export("gatewayAddress", platform.get_output("gatewayAddress"))
+    pulumi.export("destinations", {d.name: p.approved for d, p in zip(cfg.destinations, team.paths, strict=True)})
+    return team

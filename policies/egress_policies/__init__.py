@@ -1,0 +1,1 @@
+"""CrossGuard validators for governed egress."""

@@ -1,0 +1,183 @@
+"""The policies of the pack, their config schemas and default enforcement (mandatory)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from components import names, rules
+from components.config import MAX_RETRY_ATTEMPTS
+
+PACK_NAME = "egress-governance"
+ENFORCEMENT_LEVEL = EnforcementLevel.MANDATORY
+
+SERVICE_ENTRY = ("kubernetes:networking.istio.io/", ":ServiceEntry")
+HTTP_ROUTE = ("kubernetes:gateway.networking.k8s.io/", ":HTTPRoute")
+TRAFFIC_POLICY = ("kubernetes:gateway.kgateway.dev/", ":TrafficPolicy")
+GATEWAY_EXTENSION = ("kubernetes:gateway.kgateway.dev/", ":GatewayExtension")
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+HELM_CHART = "kubernetes:helm.sh/v4:Chart"
+DOCKER_IMAGE = "docker:index/remoteImage:RemoteImage"
+KIND_COMMAND = "command:local:Command"
+
+
+def _is(type_: str, kind: tuple[str, str]) -> bool:
+    return type_.startswith(kind[0]) and type_.endswith(kind[1])
+
+
+def _config(args: Any) -> Mapping[str, Any]:
+    return args.get_config() or {}
+
+
+def _today(cfg: Mapping[str, Any]) -> dt.date:
+    # `evaluationDate` lets a pipeline ask "would this still pass on date X?".
+    value = cfg.get("evaluationDate")
+    return dt.date.fromisoformat(value) if value else dt.date.today()
+
+
+def _approval_rule(cfg: Mapping[str, Any]) -> rules.ApprovalRule:
+    return rules.ApprovalRule(
+        label=cfg.get("approvalLabel", names.APPROVED_LABEL), value=cfg.get("approvalValue", names.APPROVED_VALUE)
+    )
+
+
+def approved_service_entries(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if not _is(args.resource_type, SERVICE_ENTRY):
+        return
+    cfg = _config(args)
+    for problem in rules.check_service_entry(args.props, _today(cfg), _approval_rule(cfg)):
+        report(problem, None)
+
+
+def no_wildcard_hosts(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    spec = args.props.get("spec") or {}
+    if _is(args.resource_type, SERVICE_ENTRY):
+        hosts = spec.get("hosts") or []
+    elif _is(args.resource_type, HTTP_ROUTE):
+        hosts = spec.get("hostnames") or []
+    else:
+        return
+    for host in rules.wildcard_hosts(hosts):
+        report(f"wildcard host '{host}' is not allowed; name each external host", None)
+
+
+def ext_auth_on_every_route(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Every HTTPRoute to a ServiceEntry is covered by a TrafficPolicy with extAuth."""
+    covered: set[tuple[str, str]] = set()
+    for r in args.resources:
+        if _is(r.resource_type, TRAFFIC_POLICY):
+            spec = r.props.get("spec") or {}
+            ns = (r.props.get("metadata") or {}).get("namespace", "")
+            if rules.has_ext_auth(spec):
+                covered.update((ns, name) for name in rules.route_targets(spec))
+    for r in args.resources:
+        if not _is(r.resource_type, HTTP_ROUTE):
+            continue
+        meta = r.props.get("metadata") or {}
+        if (
+            rules.routes_to_service_entry(r.props.get("spec") or {})
+            and (meta.get("namespace", ""), meta.get("name")) not in covered
+        ):
+            report(
+                f"HTTPRoute {meta.get('name')} sends traffic to an external host without a TrafficPolicy extAuth", r.urn
+            )
+
+
+def fail_closed_ext_auth(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if not _is(args.resource_type, GATEWAY_EXTENSION):
+        return
+    if _config(args).get("allowFailOpen", False):
+        return
+    ext = (args.props.get("spec") or {}).get("extAuth") or {}
+    if ext.get("failOpen", False):
+        report("GatewayExtension extAuth.failOpen must be false (the pack's allowFailOpen config permits true)", None)
+
+
+def fail_closed_authz_policies(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """Authz ValidatingPolicies travel as files in ConfigMaps; each must fail closed."""
+    if args.resource_type != CONFIG_MAP:
+        return
+    import yaml
+
+    for file_name, text in (args.props.get("data") or {}).items():
+        if not isinstance(text, str) or not file_name.endswith((".yaml", ".yml")):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if isinstance(doc, dict) and doc.get("kind") == "ValidatingPolicy":
+                policy = (doc.get("spec") or {}).get("failurePolicy")
+                if policy != "Fail":
+                    report(f"authz policy in {file_name} must have failurePolicy Fail, got {policy!r}", None)
+
+
+def bounded_retries_and_timeouts(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if not _is(args.resource_type, TRAFFIC_POLICY):
+        return
+    limit = int(_config(args).get("maxRetryAttempts", MAX_RETRY_ATTEMPTS))
+    for problem in rules.check_retries_and_timeouts(args.props.get("spec") or {}, limit):
+        report(problem, None)
+
+
+def pinned_versions(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    props = args.props
+    chart = args.resource_type in (HELM_RELEASE, HELM_CHART)
+    if chart and not rules.is_pinned_chart_version(props.get("version")):
+        report(f"Helm chart {props.get('chart')} must pin an exact version, got {props.get('version')!r}", None)
+    if args.resource_type == DOCKER_IMAGE and not rules.is_pinned_image(props.get("name")):
+        report(f"container image {props.get('name')!r} must be pinned by tag or digest (not latest)", None)
+
+
+def _resource(
+    name: str, description: str, fn: Callable[..., None], schema: dict[str, Any] | None = None
+) -> ResourceValidationPolicy:
+    return ResourceValidationPolicy(
+        name=name,
+        description=description,
+        validate=fn,
+        config_schema=PolicyConfigSchema(properties=schema) if schema else None,
+    )
+
+
+_DATE = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+
+POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
+    _resource(
+        "egress-approved-destinations",
+        "Every MESH_EXTERNAL ServiceEntry carries the approval label and unexpired approval annotations.",
+        approved_service_entries,
+        {"approvalLabel": {"type": "string"}, "approvalValue": {"type": "string"}, "evaluationDate": _DATE},
+    ),
+    _resource("egress-no-wildcard-hosts", "External hosts and route hostnames are never wildcards.", no_wildcard_hosts),
+    StackValidationPolicy(
+        name="egress-ext-auth-on-every-route",
+        description="Every HTTPRoute to a ServiceEntry is covered by a TrafficPolicy with extAuth.",
+        validate=ext_auth_on_every_route,
+    ),
+    _resource(
+        "egress-ext-auth-fails-closed",
+        "GatewayExtension extAuth.failOpen is false unless the stack allows it.",
+        fail_closed_ext_auth,
+        {"allowFailOpen": {"type": "boolean"}},
+    ),
+    _resource(
+        "egress-authz-policy-fails-closed", "Authz policies have failurePolicy Fail.", fail_closed_authz_policies
+    ),
+    _resource(
+        "egress-bounded-retries-timeouts",
+        "TrafficPolicies bound retries and set a request timeout above the per-try timeout.",
+        bounded_retries_and_timeouts,
+        {"maxRetryAttempts": {"type": "integer", "minimum": 0}},
+    ),
+    _resource("egress-pinned-versions", "Helm charts and container images are pinned.", pinned_versions),
+]

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Provides the pinned toolchain and prints the environment that uses it (eval-able `export` lines).
+#
+#   - a Python virtualenv with requirements*.txt, cached by the hash of those files;
+#   - the Pulumi CLI at exactly the version of the `pulumi` package in requirements.txt;
+#   - the provider plugins at exactly the versions of their Python SDKs, installed into the
+#     Pulumi home this project uses.
+# A binary of the right version already installed (pulumi on PATH, plugins in ~/.pulumi) is used
+# as is. Anything else is built from its published Go module with the Go toolchain, once per
+# version, into the cache (EGRESS_TOOLS_CACHE, default ~/.cache/egress-tools). Nothing is
+# downloaded from release pages.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${EGRESS_TOOLS_CACHE:-$HOME/.cache/egress-tools}
+mkdir -p "$CACHE"
+log() { printf 'bootstrap: %s\n' "$*" >&2; }
+die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
+
+pin() { # pin FILE PACKAGE -> version from a `name==version` line
+  sed -n "s/^$2==\([^ ;#]*\).*/\1/p" "$1" | head -n1
+}
+
+PULUMI_VERSION=$(pin "$ROOT/requirements.txt" pulumi)
+K8S_VERSION=$(pin "$ROOT/requirements.txt" pulumi-kubernetes)
+COMMAND_VERSION=$(pin "$ROOT/requirements.txt" pulumi-command)
+DOCKER_VERSION=$(pin "$ROOT/requirements.txt" pulumi-docker)
+[ -n "$PULUMI_VERSION" ] && [ -n "$K8S_VERSION" ] || die "requirements.txt must pin pulumi and pulumi-kubernetes"
+# The Kyverno CLI of the Kyverno release the platform installs (chart 3.9.0 = Kyverno v1.19.0):
+# the tests evaluate authz and admission policies with its engine.
+KYVERNO_VERSION=v1.19.0
+
+# The Go module proxy serves pulumi-kubernetes' provider module only under the pseudo-version of
+# each release commit, not under the release tag. Map SDK version -> module version (commit).
+k8s_module_version() {
+  case "$1" in
+    4.25.0) echo "v4.0.0-20260115033456-f47bc2d6f199" ;; # tag v4.25.0 = commit f47bc2d6f199
+    *) die "no Go module version known for pulumi-kubernetes $1; add its release commit to scripts/bootstrap.sh" ;;
+  esac
+}
+
+# --- Python ------------------------------------------------------------------------------------
+ensure_venv() {
+  local hash venv
+  hash=$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" "$ROOT/policies/requirements.txt" | sha256sum | cut -c1-16)
+  venv="$CACHE/venv-$hash"
+  if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
+    log "creating Python environment $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements.txt" \
+      -r "$ROOT/requirements-dev.txt" -r "$ROOT/policies/requirements.txt" >&2
+    touch "$venv/.complete"
+  fi
+  VENV=$venv
+}
+
+# --- Go builds ---------------------------------------------------------------------------------
+need_go() { command -v go >/dev/null || die "Go is needed to build $1 (no binary of the pinned version was found)"; }
+
+# go_wrapper DIR MODULE@VERSION: a throwaway main module that requires MODULE and repeats its
+# non-local replace directives (those of a dependency are ignored by `go build`).
+go_wrapper() {
+  local dir=$1 modver=$2 gomod
+  mkdir -p "$dir"
+  gomod=$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "$modver" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')
+  [ -f "$gomod" ] || die "cannot download $modver from the Go module proxy"
+  {
+    echo "module example.invalid/egress-tools-wrapper"
+    echo
+    echo "go $(go env GOVERSION | sed 's/^go//; s/^\([0-9]*\.[0-9]*\).*/\1/')"
+    echo
+    grep -E '^replace .* => [^.]' "$gomod" | grep -v '=> \.' || true
+  } > "$dir/go.mod"
+}
+
+build_pulumi() {
+  local out=$1 dir="$CACHE/build/pulumi-v$PULUMI_VERSION"
+  need_go "the Pulumi CLI"
+  log "building the Pulumi CLI v$PULUMI_VERSION from github.com/pulumi/pulumi/pkg/v3 (a few minutes, once)"
+  go_wrapper "$dir" "github.com/pulumi/pulumi/pkg/v3@v$PULUMI_VERSION"
+  (cd "$dir" && { GOFLAGS=-mod=mod go get "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi@v$PULUMI_VERSION" \
+      "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION" >"$dir/get.log" 2>&1 || { cat "$dir/get.log" >&2; exit 1; }; } \
+    && GOFLAGS=-mod=mod go build -trimpath -o "$out.tmp" \
+      -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" \
+      github.com/pulumi/pulumi/pkg/v3/cmd/pulumi >&2)
+  mv "$out.tmp" "$out"
+}
+
+build_kubernetes() {
+  local out=$1 modver src dir="$CACHE/build/kubernetes-v$K8S_VERSION"
+  need_go "the kubernetes provider"
+  modver=$(k8s_module_version "$K8S_VERSION")
+  log "building pulumi-resource-kubernetes v$K8S_VERSION from its Go module $modver (several minutes, once)"
+  src=$(cd "$CACHE" && go mod download -json "github.com/pulumi/pulumi-kubernetes/provider/v4@$modver" \
+        | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$src" ] || die "cannot download the kubernetes provider module $modver"
+  rm -rf "$dir" && mkdir -p "$dir" && cp -r "$src" "$dir/provider" && chmod -R u+w "$dir/provider"
+  (
+    cd "$dir/provider"
+    # Its go.mod points the SDK at a sibling checkout; use the published SDK module instead.
+    go mod edit -replace "github.com/pulumi/pulumi-kubernetes/sdk/v4=github.com/pulumi/pulumi-kubernetes/sdk/v4@v$K8S_VERSION"
+    # The provider embeds a versioned copy of its schema, produced by its generate step.
+    (cd cmd/pulumi-resource-kubernetes && VERSION="$K8S_VERSION" GOFLAGS=-mod=mod go run generate.go) >&2
+    GOFLAGS=-mod=mod go build -trimpath -o "$out.tmp" \
+      -ldflags "-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$K8S_VERSION" \
+      ./cmd/pulumi-resource-kubernetes >&2
+  )
+  mv "$out.tmp" "$out"
+  rm -rf "$dir"
+}
+
+build_kyverno() {
+  local out=$1 dir="$CACHE/build/kyverno-$KYVERNO_VERSION"
+  need_go "the Kyverno CLI"
+  log "building the Kyverno CLI $KYVERNO_VERSION from github.com/kyverno/kyverno (several minutes, once)"
+  go_wrapper "$dir" "github.com/kyverno/kyverno@$KYVERNO_VERSION"
+  (cd "$dir" && GOFLAGS=-mod=mod go get "github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno@$KYVERNO_VERSION" >"$dir/get.log" 2>&1 \
+    || { cat "$dir/get.log" >&2; exit 1; }
+   GOFLAGS=-mod=mod go build -trimpath -o "$out.tmp" github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno >&2)
+  mv "$out.tmp" "$out"
+}
+
+ensure_kyverno() {
+  local bin="$CACHE/kyverno-$KYVERNO_VERSION"
+  mkdir -p "$bin"
+  [ -x "$bin/kyverno" ] || build_kyverno "$bin/kyverno"
+  KYVERNO_BIN="$bin/kyverno"
+}
+
+# --- Pulumi CLI ----------------------------------------------------------------------------------
+ensure_pulumi() {
+  local bin="$CACHE/pulumi-v$PULUMI_VERSION" found
+  mkdir -p "$bin"
+  if [ ! -x "$bin/pulumi" ]; then
+    found=$(command -v pulumi || true)
+    if [ -n "$found" ] && [ "$("$found" version 2>/dev/null)" = "v$PULUMI_VERSION" ]; then
+      ln -sf "$found" "$bin/pulumi"
+    else
+      build_pulumi "$bin/pulumi"
+    fi
+  fi
+  # Python policy packs run through this shim where no python language plugin is installed.
+  install -m 0755 "$ROOT/scripts/pulumi-analyzer-policy-python" "$bin/pulumi-analyzer-policy-python"
+  PULUMI_BIN_DIR=$bin
+}
+
+# --- provider plugins ----------------------------------------------------------------------------
+plugin_installed() { [ -d "$PULUMI_HOME/plugins/resource-$1-v$2" ] && [ ! -e "$PULUMI_HOME/plugins/resource-$1-v$2.partial" ]; }
+
+install_plugin() { # install_plugin NAME VERSION BINARY
+  "$PULUMI_BIN_DIR/pulumi" plugin install resource "$1" "v$2" --file "$3" >&2
+}
+
+ensure_plugin() { # ensure_plugin NAME VERSION [builder]
+  local name=$1 version=$2 builder=${3:-} user="$HOME/.pulumi/plugins/resource-$1-v$2" out
+  plugin_installed "$name" "$version" && return 0
+  if [ -x "$user/pulumi-resource-$name" ]; then
+    install_plugin "$name" "$version" "$user/pulumi-resource-$name"
+  elif [ -n "$builder" ]; then
+    out="$CACHE/plugins/pulumi-resource-$name-v$version"
+    mkdir -p "$CACHE/plugins"
+    [ -x "$out" ] || "$builder" "$out"
+    install_plugin "$name" "$version" "$out"
+  else
+    log "note: plugin $name v$version is not installed and its Go module is not served here;"
+    log "      stacks that use it (see README, 'What runs where') cannot preview on this machine"
+  fi
+}
+
+ensure_venv
+ensure_pulumi
+export PULUMI_HOME=${EGRESS_PULUMI_HOME:-$CACHE/pulumi-home}
+mkdir -p "$PULUMI_HOME"
+ensure_plugin kubernetes "$K8S_VERSION" build_kubernetes
+ensure_plugin command "$COMMAND_VERSION"
+ensure_plugin docker "$DOCKER_VERSION"
+if [ "${EGRESS_SKIP_CHECK_TOOLS:-}" != 1 ]; then
+  ensure_kyverno
+fi
+
+cat <<EOT
+export EGRESS_VENV='$VENV'
+export PATH='$VENV/bin:$PULUMI_BIN_DIR':"\$PATH"
+export VIRTUAL_ENV='$VENV'
+export PULUMI_HOME='$PULUMI_HOME'
+export PULUMI_BIN='$PULUMI_BIN_DIR/pulumi'
+export KYVERNO_BIN='${KYVERNO_BIN:-}'
+EOT

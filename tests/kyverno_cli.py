@@ -1,0 +1,80 @@
+"""Runs `kyverno test` (the real Kyverno engine, built by scripts/bootstrap.sh) on generated cases."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def kyverno_bin() -> str | None:
+    path = os.environ.get("KYVERNO_BIN")
+    return path if path and os.access(path, os.X_OK) else None
+
+
+def envoy_request(host: str, headers: dict[str, str], path: str = "/", method: str = "GET") -> dict[str, Any]:
+    """An Envoy CheckRequest as protojson (header keys lowercased, as Envoy sends them)."""
+    return {
+        "attributes": {
+            "request": {
+                "http": {
+                    "method": method,
+                    "host": host,
+                    "path": path,
+                    "headers": {":authority": host, **{k.lower(): v for k, v in headers.items()}},
+                }
+            }
+        }
+    }
+
+
+@dataclass
+class Case:
+    """One expected outcome of one policy: pass = allowed, fail = denied, skip = abstained."""
+
+    name: str
+    policy: dict[str, Any]
+    expected: str
+    request: dict[str, Any] | None = None
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    rule: str | None = None
+
+
+def write(root: Path, case: Case) -> None:
+    d = root / case.name
+    d.mkdir(parents=True)
+    (d / "policy.yaml").write_text(yaml.safe_dump(case.policy, sort_keys=False))
+    test: dict[str, Any] = {
+        "apiVersion": "cli.kyverno.io/v1alpha1",
+        "kind": "Test",
+        "metadata": {"name": case.name},
+        "policies": ["./policy.yaml"],
+    }
+    result: dict[str, Any] = {"policy": case.policy["metadata"]["name"], "result": case.expected}
+    if case.request is not None:
+        (d / "request.json").write_text(json.dumps(case.request))
+        test["envoyPayloads"] = ["./request.json"]
+        result["kind"] = ""
+    if case.resources:
+        (d / "resources.yaml").write_text(yaml.safe_dump_all(case.resources, sort_keys=False))
+        test["resources"] = ["./resources.yaml"]
+        result.update(
+            kind=case.resources[0]["kind"],
+            resources=[r["metadata"]["name"] for r in case.resources],
+            rule=case.rule,
+        )
+    test["results"] = [result]
+    (d / "kyverno-test.yaml").write_text(yaml.safe_dump(test, sort_keys=False))
+
+
+def run(root: Path, cases: list[Case]) -> subprocess.CompletedProcess[str]:
+    binary = kyverno_bin()
+    assert binary is not None
+    for c in cases:
+        write(root, c)
+    return subprocess.run([binary, "test", str(root)], capture_output=True, text=True, timeout=300, check=False)

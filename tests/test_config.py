@@ -1,0 +1,172 @@
+"""Stack config: defaults, and one clear line for each kind of bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from components import config
+from components.config import ConfigError
+
+from .conftest import ROOT
+
+
+def _dest(**over: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "name": "ollama",
+        "host": "ollama.external",
+        "port": 11434,
+        "protocol": "HTTP",
+        "authz": {"requireHeaders": {"x-force-authorized": ["true", "enabled"]}},
+    }
+    d.update(over)
+    return d
+
+
+def _stack(*dests: dict[str, Any], **over: Any) -> dict[str, Any]:
+    s: dict[str, Any] = {"platform": {}, "team": {"name": "ml", "namespace": "team-ml"}, "destinations": list(dests)}
+    s.update(over)
+    return s
+
+
+def test_safe_defaults() -> None:
+    d = config.parse(_stack(_dest())).destinations[0]
+    assert d.fail_open is False
+    assert d.timeout == "30s"
+    assert d.retries.attempts == 2 and d.retries.per_try_timeout == "10s"
+    assert d.addresses is None
+
+
+def test_platform_defaults_are_the_pins() -> None:
+    from components import versions
+
+    p = config.parse({"platform": {}}).platform
+    assert p is not None
+    assert p.cluster.mode == "kind" and p.cluster.name == "egress-dev"
+    assert p.versions.pins() == versions.Pins()
+
+
+def test_header_names_are_lowercased() -> None:
+    d = config.parse(_stack(_dest(authz={"requireHeaders": {"X-Team": ["a"]}}))).destinations[0]
+    assert d.authz.require_headers == {"x-team": ["a"]}
+
+
+@pytest.mark.parametrize(
+    ("dest", "expected"),
+    [
+        (_dest(port=0), "egress:destinations[ollama].port:"),
+        (_dest(port=70000), "egress:destinations[ollama].port:"),
+        (_dest(host="*.openai.com"), "egress:destinations[ollama].host: '*.openai.com' is a wildcard"),
+        (_dest(host="bad_host..com"), "egress:destinations[ollama].host: 'bad_host..com' is not a DNS name"),
+        (_dest(name="Ollama"), "egress:destinations[Ollama].name: 'Ollama' is not a DNS label"),
+        (_dest(timeout="30"), "egress:destinations[ollama].timeout: '30' is not a duration"),
+        (_dest(timeout="1.5s"), "egress:destinations[ollama].timeout: '1.5s' is not a duration"),
+        (_dest(timeout="10m"), "exceeds the 5m bound"),
+        (
+            _dest(timeout="10s", retries={"perTryTimeout": "10s"}),
+            "egress:destinations[ollama]: retries.perTryTimeout (10s) must be below timeout (10s)",
+        ),
+        (_dest(retries={"attempts": 50}), "egress:destinations[ollama].retries.attempts:"),
+        (_dest(retries={"statusCodes": [200]}), "status codes must be within 400-599"),
+        (_dest(protocol="TCP"), "egress:destinations[ollama].protocol: must be 'HTTP' or 'HTTPS'"),
+        (_dest(addresses=["not-an-ip"]), "egress:destinations[ollama].addresses: 'not-an-ip' is not an IP address"),
+        (_dest(failopen=True), "egress:destinations[ollama].failopen: unknown key"),
+        (_dest(authz={"requireHeaders": {}}), "egress:destinations[ollama].authz.requireHeaders:"),
+        (_dest(authz={"requireHeaders": {"x": []}}), "header 'x' needs at least one non-empty allowed value"),
+    ],
+)
+def test_bad_destination_is_one_line_naming_destination_and_field(dest: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.parse(_stack(dest))
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_duplicate_names_and_hosts() -> None:
+    with pytest.raises(ConfigError, match=r"destinations\[ollama\].name: duplicate destination name"):
+        config.parse(_stack(_dest(), _dest(host="other.example")))
+    with pytest.raises(
+        ConfigError, match=r"destinations\[b\].host: 'ollama.external' is already used by destination 'ollama'"
+    ):
+        config.parse(_stack(_dest(), _dest(name="b")))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"platfrom": {}}, "egress:platfrom: unknown key"),
+        ({}, "egress:platform or egress:platformStack: one of them is required"),
+        ({"platform": {}, "platformStack": "organization/egress/dev"}, "not both"),
+        ({"platformStack": "dev"}, "must be organization/<project>/<stack>"),
+        ({"platform": {"cluster": {"mode": "eks"}}}, "egress:platform.cluster.mode: must be 'kind' or 'existing'"),
+        (
+            {"platform": {"versions": {"istio": "latest"}}},
+            "egress:platform.versions.istio: 'latest' is not a pinned version",
+        ),
+        (
+            {"platformStack": "organization/egress/dev", "approvals": []},
+            None,
+        ),
+        (
+            {
+                "platformStack": "organization/egress/dev",
+                "approvals": [
+                    {
+                        "host": "a.example",
+                        "ports": [443],
+                        "teams": ["ml"],
+                        "ticket": "T",
+                        "approvedBy": "s@x",
+                        "expires": "2030-01-01",
+                    }
+                ],
+            },
+            "a team cannot approve its own destinations",
+        ),
+        ({"platform": {}, "destinations": [_dest()]}, "egress:team: required"),
+    ],
+)
+def test_stack_level_errors(raw: dict[str, Any], expected: str | None) -> None:
+    if expected is None:
+        config.parse(raw)
+        return
+    with pytest.raises(ConfigError) as err:
+        config.parse(raw)
+    assert expected in str(err.value)
+
+
+def test_ollama_destination_takes_the_container_address() -> None:
+    with pytest.raises(ConfigError, match=r"destinations\[ollama\].addresses: omit it"):
+        config.parse(_stack(_dest(addresses=["10.0.0.1"])))
+
+
+def test_duration_arithmetic() -> None:
+    assert config.duration_ms("1m30s") == 90_000
+    assert config.duration_ms("250ms") == 250
+    assert config.duration_ms("1h") == 3_600_000
+
+
+@pytest.mark.parametrize("path", ["Pulumi.dev.yaml", "Pulumi.team-research.yaml", "Pulumi.team-payments.yaml"])
+def test_render_cli_succeeds_on_examples(path: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "components.render", path], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("\nkind: ServiceEntry") + out.stdout.startswith("kind: ServiceEntry") >= 1
+
+
+def test_render_cli_bad_config_is_one_line_without_traceback(tmp_path: Any) -> None:
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text((ROOT / "Pulumi.team-payments.yaml").read_text().replace("port: 8080", "port: 0"))
+    out = subprocess.run(
+        [sys.executable, "-m", "components.render", str(bad)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 1
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: egress:destinations[partner-models].port:")
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,98 @@
+"""End to end on kind: `pulumi up` of a throwaway platform stack, the blog's three behaviours, destroy.
+
+Runs where Docker (with a reachable engine), kind and kubectl exist and the command and docker
+plugins are installed; elsewhere it is skipped with the reason. It takes several minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from components import names
+from scripts.preflight import missing
+
+from .conftest import ROOT
+from .engine import Engine, pulumi_bin
+
+
+def _why_not() -> str | None:
+    if pulumi_bin() is None:
+        return "needs the Pulumi CLI from scripts/bootstrap.sh"
+    for tool in ("docker", "kind", "kubectl"):
+        if shutil.which(tool) is None:
+            return f"needs {tool}, which this machine lacks"
+    return missing("dev")
+
+
+pytestmark = pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))
+
+
+def _sh(*cmd: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, str, dict[str, object]]]:
+    engine = Engine.create(tmp_path_factory.mktemp("e2e"))
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    doc["config"]["egress:platform"]["cluster"]["name"] = f"egress-{name}"
+    engine.write_stack(name, yaml.safe_dump(doc))
+    engine.init(name)
+    try:
+        up = engine.run("up", "--stack", name, "--yes", "--skip-preview", timeout=3600)
+        assert up.returncode == 0, up.stdout + up.stderr
+        outputs = json.loads(engine.must("stack", "output", "--stack", name, "--json", "--show-secrets"))
+        yield engine, name, outputs
+    finally:
+        engine.run("destroy", "--stack", name, "--yes", timeout=1800)
+        _sh("kind", "delete", "cluster", "--name", f"egress-{name}")
+
+
+def _curl(outputs: dict[str, object], key: str) -> str:
+    cmds = outputs["tryCommands"]
+    assert isinstance(cmds, dict)
+    out = subprocess.run(cmds[key], shell=True, capture_output=True, text=True, timeout=300, check=False)
+    return out.stdout + out.stderr
+
+
+def test_allowed_with_the_header(stack: tuple[Engine, str, dict[str, object]]) -> None:
+    _, _, outputs = stack
+    text = _curl(outputs, "allowed")
+    assert " 200 " in text and "Ollama is running" in text, text
+
+
+def test_denied_without_the_header(stack: tuple[Engine, str, dict[str, object]]) -> None:
+    _, _, outputs = stack
+    text = _curl(outputs, "denied")
+    assert " 403 " in text and "Access denied by Kyverno policy" in text, text
+
+
+def test_retries_while_the_upstream_is_paused(stack: tuple[Engine, str, dict[str, object]]) -> None:
+    _, name, outputs = stack
+    text = _curl(outputs, "retries")
+    assert " 503 " in text or " 504 " in text, text
+    time.sleep(2)
+    logs = _sh(
+        "kubectl",
+        "--context",
+        f"kind-egress-{name}",
+        "-n",
+        names.GATEWAY_NAMESPACE,
+        "logs",
+        f"deploy/{names.GATEWAY_NAME}",
+        "--tail=50",
+    ).stdout
+    entries = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    retried = [e for e in entries if e.get("authority") == "ollama.external" and e.get("response_code") in (503, 504)]
+    assert retried, logs
+    assert retried[-1]["upstream_request_attempt_count"] == 4  # attempts: 3 -> up to 4 tries
+    assert retried[-1]["response_flags"], retried[-1]

@@ -1,0 +1,168 @@
+"""Real engine: `pulumi preview` of team stacks against a seeded platform stack, with the policy pack.
+
+The platform stack cannot be brought up here (its Helm releases need a cluster), so its outputs
+are imported into the file backend (`pulumi stack import`) from tests/fixtures/platform-outputs.json.
+Its kubeconfig points at a closed port on loopback: the cluster is unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components import config
+
+from .conftest import ROOT
+from .engine import Engine, pulumi_bin
+
+pytestmark = pytest.mark.skipif(
+    pulumi_bin() is None, reason="needs the Pulumi CLI from scripts/bootstrap.sh (run through `make test`)"
+)
+
+FIXTURE = json.loads((ROOT / "tests/fixtures/platform-outputs.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    e = Engine.create(tmp_path_factory.mktemp("engine"))
+    e.seed_platform("dev", FIXTURE)
+    return e
+
+
+def _events(stdout: str) -> dict[str, Any]:
+    plan: dict[str, Any] = json.loads(stdout)
+    return plan
+
+
+def _planned(plan: dict[str, Any]) -> dict[str, str]:
+    """type of each planned resource, by resource name (from the engine's JSON)."""
+    return {s["urn"].rsplit("::", 1)[1]: s["urn"].split("::")[2].split("$")[-1] for s in plan.get("steps", [])}
+
+
+def _team_stack(engine: Engine, stack: str, text: str | None = None) -> None:
+    if text is not None:
+        engine.write_stack(stack, text)
+    engine.init(stack)
+
+
+def test_team_preview_plans_the_team_objects_json(engine: Engine) -> None:
+    """`pulumi preview --json` of a cluster-less stack: the plan is asserted on the engine's JSON."""
+    _team_stack(engine, "team-payments")
+    out = engine.preview("team-payments", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    plan = _events(out.stdout)
+    planned = _planned(plan)
+    expected = {
+        "team-payments-namespace": "kubernetes:core/v1:Namespace",
+        "team-payments-networkpolicy": "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+        "team-payments-partner-models": "egress:index:EgressPath",
+        "team-payments-partner-models-serviceentry": "kubernetes:networking.istio.io/v1:ServiceEntry",
+        "team-payments-partner-models-httproute": "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute",
+        "team-payments-partner-models-gatewayextension": "kubernetes:gateway.kgateway.dev/v1alpha1:GatewayExtension",
+        "team-payments-partner-models-trafficpolicy": "kubernetes:gateway.kgateway.dev/v1alpha1:TrafficPolicy",
+        "team-payments-referencegrant": "kubernetes:gateway.networking.k8s.io/v1beta1:ReferenceGrant",
+        "team-payments-authz-policies": "kubernetes:core/v1:ConfigMap",
+        "platform": "pulumi:pulumi:StackReference",
+    }
+    for name, typ in expected.items():
+        assert planned.get(name) == typ, (name, planned.get(name))
+    ops = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in plan["steps"]}
+    assert ops["team-payments-partner-models-serviceentry"] == "create"
+    se = next(s for s in plan["steps"] if s["urn"].endswith("::team-payments-partner-models-serviceentry"))
+    props = se["newState"]["inputs"]
+    assert props["spec"]["resolution"] == "STATIC"
+    assert props["metadata"]["labels"]["security.corp/egress-approved"] == "true"
+
+
+def test_approved_destination_passes_the_policy_pack(engine: Engine) -> None:
+    _team_stack(engine, "team-research")
+    out = engine.preview("team-research", "--policy-pack", "policies")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "egress-governance" in out.stdout
+    assert "mandatory" not in out.stdout
+
+
+UNAPPROVED = """\
+config:
+  egress:platformStack: organization/egress/dev
+  egress:team:
+    name: research
+    namespace: team-research
+  egress:destinations:
+    - name: scraper
+      host: data.unvetted.example
+      port: 443
+      protocol: HTTPS
+      authz:
+        requireHeaders:
+          x-egress-client: ["crawler"]
+"""
+
+
+def test_unapproved_destination_is_blocked_by_name(engine: Engine) -> None:
+    _team_stack(engine, "team-research-unapproved", UNAPPROVED)
+    out = engine.preview("team-research-unapproved", "--policy-pack", "policies")
+    text = out.stdout + out.stderr
+    assert out.returncode != 0, text
+    assert "[mandatory]  egress-approved-destinations" in text
+    assert "team-research-scraper-serviceentry" in text
+    assert "external host data.unvetted.example is not approved" in text
+
+
+def test_expired_approval_is_blocked(engine: Engine) -> None:
+    text = UNAPPROVED.replace("scraper", "legacy").replace("data.unvetted.example", "legacy.partner.example")
+    _team_stack(engine, "team-research-expired", text)
+    out = engine.preview("team-research-expired", "--policy-pack", "policies")
+    assert out.returncode != 0
+    assert "approval of external host legacy.partner.example expired on 2025-12-31" in out.stdout + out.stderr
+
+
+def test_unapproved_then_approved_once_the_registry_covers_it(engine: Engine) -> None:
+    """The same destination passes after the platform's registry approves it."""
+    _team_stack(engine, "team-research-later", UNAPPROVED.replace("scraper", "later"))
+    assert engine.preview("team-research-later", "--policy-pack", "policies").returncode != 0
+    outputs = dict(FIXTURE)
+    outputs["approvals"] = [
+        *FIXTURE["approvals"],
+        {
+            "host": "data.unvetted.example",
+            "ports": [443],
+            "teams": ["research"],
+            "ticket": "SEC-2001",
+            "approvedBy": "security@corp.example",
+            "expires": "2030-01-01",
+        },
+    ]
+    engine.seed_platform("dev-approved", outputs)
+    approved = UNAPPROVED.replace("scraper", "later").replace(
+        "organization/egress/dev", "organization/egress/dev-approved"
+    )
+    _team_stack(engine, "team-research-later2", approved)
+    out = engine.preview("team-research-later2", "--policy-pack", "policies")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_bad_config_is_one_error_and_nothing_planned(engine: Engine) -> None:
+    _team_stack(engine, "team-bad", UNAPPROVED.replace("port: 443", "port: 0"))
+    out = engine.preview("team-bad", "--json")
+    assert out.returncode != 0
+    plan = _events(out.stdout)
+    errors = [d["message"] for d in plan.get("diagnostics", []) if d.get("severity") == "error"]
+    assert any("egress:destinations[scraper].port: Input should be greater than or equal to 1" in e for e in errors), (
+        errors
+    )
+    assert not any("Traceback" in e for e in errors)
+    assert [s for s in plan.get("steps", []) if s["op"] == "create" and "kubernetes:" in s["urn"]] == []
+
+
+def test_fixture_outputs_match_what_the_platform_program_exports() -> None:
+    """The seeded outputs have the names and shapes the platform program exports."""
+    from .test_platform_exports import platform_export_names
+
+    assert set(FIXTURE) == platform_export_names()
+    for a in FIXTURE["approvals"]:
+        config.Approval.model_validate(a)
+    assert set(FIXTURE["tryCommands"]) == {"allowed", "denied", "retries", "accessLog"}
+    assert isinstance(FIXTURE["kubeconfig"], str) and "clusters:" in FIXTURE["kubeconfig"]

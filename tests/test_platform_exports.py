@@ -1,0 +1,35 @@
+"""The platform program's stack outputs under mocks (team stacks and the engine fixture rely on them)."""
+
+from __future__ import annotations
+
+import pulumi
+
+from components import config, platform
+from components.render import load_stack_file
+
+from . import mockgraph
+from .conftest import ROOT, TODAY
+
+
+def platform_export_names() -> set[str]:
+    """Names the platform program exports (read from its source of truth: platform.build)."""
+    exported: dict[str, object] = {}
+    original = pulumi.export
+    pulumi.export = lambda name, value: exported.__setitem__(name, value)
+    try:
+        mockgraph.install(mockgraph.Graph())
+        platform.build(config.parse(load_stack_file(ROOT / "Pulumi.dev.yaml")), TODAY)
+    finally:
+        pulumi.export = original
+    return set(exported)
+
+
+def test_platform_exports_what_a_person_and_team_stacks_use() -> None:
+    assert platform_export_names() == {
+        "kubeconfig",
+        "gatewayAddress",
+        "authzAddress",
+        "approvals",
+        "tryCommands",
+        "ollamaAddress",
+    }

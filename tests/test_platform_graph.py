@@ -1,0 +1,274 @@
+"""The dev stack's resource graph under mocks: pins, parents, dependency edges and outputs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import pulumi
+import pytest
+
+from components import builders, config, names, platform, versions
+from components.render import load_stack_file
+
+from . import mockgraph
+from .conftest import ROOT, TODAY
+
+SECRET_SIG, SECRET_VALUE = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
+GRAPH = mockgraph.Graph()
+mockgraph.install(GRAPH)
+
+
+def _build(check: Callable[[mockgraph.Graph], None], raw: dict[str, Any] | None = None) -> pulumi.Output[None]:
+    GRAPH.nodes.clear()
+    cfg = config.parse(raw if raw is not None else load_stack_file(ROOT / "Pulumi.dev.yaml"))
+    built = platform.build(cfg, TODAY)
+    urns = [r.urn for r in mockgraph.resources(built)]
+    return pulumi.Output.all(*urns).apply(lambda _: check(GRAPH))
+
+
+# Provider-implemented components: resources of the plan like any other.
+REMOTE_COMPONENTS = {"kubernetes:yaml/v2:ConfigFile", "kubernetes:helm.sh/v4:Chart"}
+
+# Every explicit or implicit dependency the dev stack should have, and no other. The kubernetes
+# provider is an implicit dependency of every Kubernetes object and is checked separately.
+EXPECTED_DEPS: dict[str, set[str]] = {
+    "cluster-kind": set(),
+    "cluster-provider": {"cluster-kind"},
+    "gateway-api-standard": set(),
+    "istio-base": set(),
+    "istio-istiod": {"istio-base"},
+    "istio-cni": {"istio-base"},
+    "istio-ztunnel": {"istio-base"},
+    "kgateway-crds": set(),
+    "kgateway-controller": {"kgateway-crds", "gateway-api-standard", "istio-base"},
+    "kyverno-release": set(),
+    "kyverno-authz-namespace": set(),
+    "kyverno-authz-default-deny": {"kyverno-authz-namespace"},
+    "kyverno-authz-webhook-cert": set(),
+    "kyverno-authz-server": {"kyverno-authz-default-deny", "kyverno-authz-webhook-cert"},
+    "egress-gateway-namespace": {"istio-istiod", "istio-cni", "istio-ztunnel"},
+    "egress-gateway-gateway": {"egress-gateway-namespace", "gateway-api-standard", "kgateway-controller"},
+    "egress-gateway-access-log": {"egress-gateway-namespace", "kgateway-crds"},
+    "egress-admission-clusterpolicy": {"kyverno-release"},
+    "ollama-image": set(),
+    "ollama-models": set(),
+    "ollama-container": {"ollama-image", "ollama-models"},
+    "team-ml-namespace": {"istio-istiod", "istio-cni", "istio-ztunnel"},
+    "team-ml-networkpolicy": {"team-ml-namespace"},
+    "team-ml-ollama-serviceentry": {
+        "team-ml-namespace",
+        "istio-base",
+        "istio-istiod",
+        "egress-admission-clusterpolicy",
+        "ollama-container",  # its STATIC endpoint is the container's address
+    },
+    "team-ml-ollama-httproute": {"team-ml-namespace", "gateway-api-standard"},
+    "team-ml-ollama-gatewayextension": {"team-ml-namespace", "kgateway-crds"},
+    "team-ml-ollama-trafficpolicy": {"team-ml-namespace", "kgateway-crds"},
+    "team-ml-referencegrant": {"gateway-api-standard", "kyverno-authz-namespace"},
+    "team-ml-authz-policies": {"kyverno-authz-namespace"},
+}
+
+
+@pulumi.runtime.test
+def test_dependency_edges_are_exactly_the_real_ones() -> pulumi.Output[None]:
+    def check(g: mockgraph.Graph) -> None:
+        custom = {n.name for n in g.nodes.values() if n.custom or n.type in REMOTE_COMPONENTS}
+        assert custom == set(EXPECTED_DEPS), sorted(custom ^ set(EXPECTED_DEPS))
+        for name, expected in EXPECTED_DEPS.items():
+            assert g.deps(name) == expected, f"{name}: {sorted(g.deps(name))} != {sorted(expected)}"
+
+    return _build(check)
+
+
+def longest_chain(g: mockgraph.Graph) -> list[str]:
+    """Longest path of dependent waits (edges: explicit/implicit deps plus the cluster provider)."""
+    edges = {name: set(EXPECTED_DEPS[name]) for name in EXPECTED_DEPS}
+    for n in g.nodes.values():
+        if (n.custom or n.type in REMOTE_COMPONENTS) and n.type.startswith("kubernetes:"):
+            edges[n.name].add("cluster-provider")
+    memo: dict[str, list[str]] = {}
+
+    def chain(name: str) -> list[str]:
+        if name not in memo:
+            memo[name] = [*max((chain(d) for d in edges[name]), key=len, default=[]), name]
+        return memo[name]
+
+    return max((chain(n) for n in edges), key=len)
+
+
+@pulumi.runtime.test
+def test_longest_chain_is_the_mesh_then_an_enrolled_namespace() -> pulumi.Output[None]:
+    def check(g: mockgraph.Graph) -> None:
+        path = longest_chain(g)
+        # kind -> provider -> Istio CRDs -> ztunnel/cni/istiod ready -> enrolled namespace -> object in it.
+        assert len(path) == 6, path
+        assert path[:3] == ["cluster-kind", "cluster-provider", "istio-base"], path
+        assert path[3] in {"istio-istiod", "istio-cni", "istio-ztunnel"}
+        assert path[4] in {"egress-gateway-namespace", "team-ml-namespace"}
+
+    return _build(check)
+
+
+@pulumi.runtime.test
+def test_every_child_is_parented_by_its_component() -> pulumi.Output[None]:
+    expected_parent = {
+        "cluster-kind": "cluster",
+        "cluster-provider": "cluster",
+        "gateway-api-standard": "gateway-api",
+        "istio-base": "istio",
+        "kgateway-controller": "kgateway",
+        "kyverno-release": "kyverno",
+        "kyverno-authz-server": "kyverno-authz",
+        "egress-gateway-gateway": "egress-gateway",
+        "egress-admission-clusterpolicy": "egress-admission",
+        "ollama-container": "ollama",
+        "team-ml-ollama": "team-ml",
+        "team-ml-ollama-serviceentry": "team-ml-ollama",
+        "team-ml-authz-policies": "team-ml",
+    }
+
+    def check(g: mockgraph.Graph) -> None:
+        for child, parent in expected_parent.items():
+            assert g.parent(child) == parent, (child, g.parent(child))
+        top = {n.name for n in g.nodes.values() if g.parent(n.name) == ""}
+        assert top == {
+            "cluster",
+            "gateway-api",
+            "istio",
+            "kgateway",
+            "kyverno",
+            "kyverno-authz",
+            "egress-gateway",
+            "egress-admission",
+            "ollama",
+            "team-ml",
+        }
+
+    return _build(check)
+
+
+@pulumi.runtime.test
+def test_charts_images_and_crd_bundle_are_pinned_as_in_the_design() -> pulumi.Output[None]:
+    def check(g: mockgraph.Graph) -> None:
+        releases = {n.name: n.inputs for n in g.of_type("kubernetes:helm.sh/v3:Release")}
+        got = {
+            name: (i["chart"], i["version"], i.get("repositoryOpts", {}).get("repo")) for name, i in releases.items()
+        }
+        assert got == {
+            "istio-base": ("base", "1.30.3", versions.ISTIO_REPO),
+            "istio-istiod": ("istiod", "1.30.3", versions.ISTIO_REPO),
+            "istio-cni": ("cni", "1.30.3", versions.ISTIO_REPO),
+            "istio-ztunnel": ("ztunnel", "1.30.3", versions.ISTIO_REPO),
+            "kgateway-crds": ("oci://cr.kgateway.dev/kgateway-dev/charts/kgateway-crds", "v2.4.3", None),
+            "kgateway-controller": ("oci://cr.kgateway.dev/kgateway-dev/charts/kgateway", "v2.4.3", None),
+            "kyverno-release": ("kyverno", "3.9.0", "https://kyverno.github.io/kyverno/"),
+        }
+        assert releases["istio-istiod"]["values"] == {"profile": "ambient"}
+        assert releases["istio-cni"]["values"] == {"profile": "ambient"}
+        assert releases["kgateway-controller"]["values"]["controller"]["extraEnv"] == {
+            "KGW_ENABLE_ISTIO_INTEGRATION": "true"
+        }
+        chart = g.nodes["kyverno-authz-server"].inputs
+        assert (chart["chart"], chart["version"]) == ("kyverno-authz-server", "0.4.0")
+        # The webhook's private key is in the values: the whole values object must be a secret.
+        assert chart["values"].get(SECRET_SIG) == SECRET_VALUE
+        assert chart["values"]["value"]["config"]["sources"] == {
+            "kube": False,
+            "external": [f"file://{names.AUTHZ_POLICY_DIR}"],
+        }
+        assert g.nodes["gateway-api-standard"].inputs["file"] == (
+            "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.6.1/standard-install.yaml"
+        )
+        assert g.nodes["ollama-image"].inputs["name"] == "ollama/ollama:0.12.6"
+        assert "--image kindest/node:v1.34.0" in g.nodes["cluster-kind"].inputs["create"]
+
+    return _build(check)
+
+
+@pulumi.runtime.test
+def test_ollama_destination_uses_the_container_address_and_registry_approval() -> pulumi.Output[None]:
+    def check(g: mockgraph.Graph) -> None:
+        se = g.nodes["team-ml-ollama-serviceentry"].inputs
+        assert se["spec"]["resolution"] == "STATIC"
+        assert se["spec"]["endpoints"] == [{"address": "172.18.0.9"}]
+        assert se["metadata"]["labels"][names.APPROVED_LABEL] == names.APPROVED_VALUE
+        assert se["metadata"]["annotations"][names.TICKET_ANNOTATION] == "SEC-1001"
+        ns = g.nodes["team-ml-namespace"].inputs
+        assert ns["metadata"]["labels"][names.AMBIENT_LABEL] == "ambient"
+        container = g.nodes["ollama-container"].inputs
+        assert "OLLAMA_HOST=0.0.0.0:11434" in container["envs"]
+        assert container["networksAdvanced"] == [{"name": "kind"}]
+
+    return _build(check)
+
+
+@pulumi.runtime.test
+def test_existing_mode_uses_a_context_and_no_kind(tmp_path_factory: Any = None) -> pulumi.Output[None]:
+    import os
+    import tempfile
+
+    kubeconfig = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)  # noqa: SIM115
+    kubeconfig.write(mockgraph.KUBECONFIG)
+    kubeconfig.close()
+    os.environ["KUBECONFIG"] = kubeconfig.name
+    raw = {"platform": {"cluster": {"mode": "existing", "context": "prod-east"}, "ollama": {"enabled": False}}}
+
+    def check(g: mockgraph.Graph) -> None:
+        os.environ.pop("KUBECONFIG", None)
+        assert "cluster-kind" not in g.nodes
+        assert not g.of_type("docker:index/container:Container")
+        assert g.nodes["cluster-provider"].inputs["context"] == "prod-east"
+        assert not any(n.name.startswith("team-") for n in g.nodes.values())
+
+    return _build(check, raw)
+
+
+def test_platform_outputs_name_what_a_person_uses() -> None:
+    cfg = config.parse(load_stack_file(ROOT / "Pulumi.dev.yaml"))
+    cmds = platform.try_commands(cfg, "kind-egress-dev", "egress-ollama")
+    assert set(cmds) == {"allowed", "denied", "retries", "accessLog"}
+    assert "-H 'x-force-authorized: true'" in cmds["allowed"]
+    assert "x-force-authorized" not in cmds["denied"]
+    assert cmds["retries"].startswith("docker pause egress-ollama && ")
+    assert f"http://{names.gateway_address()}/" in cmds["allowed"]
+
+
+def test_authz_deployment_gets_the_policy_directory() -> None:
+    deployment = {
+        "kind": "Deployment",
+        "spec": {
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/component": "authz-server"}},
+                "spec": {"containers": [{"name": "server"}]},
+            }
+        },
+    }
+    patched = builders.mount_authz_policies(deployment, ["ml", "research"])
+    assert patched is not None
+    pod = patched["spec"]["template"]["spec"]
+    sources = pod["volumes"][0]["projected"]["sources"]
+    assert [s["configMap"]["name"] for s in sources] == [
+        "egress-authz-default",
+        "egress-authz-ml",
+        "egress-authz-research",
+    ]
+    assert sources[0]["configMap"].get("optional") is None  # the default deny must exist
+    assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == names.AUTHZ_POLICY_DIR
+    other = {"kind": "Deployment", "spec": {"template": {"metadata": {"labels": {"app": "webhook"}}}}}
+    assert builders.mount_authz_policies(other, ["ml"]) is None
+
+
+@pytest.mark.parametrize("kind_name", ["egress-dev"])
+def test_kind_command_creates_and_deletes_the_named_cluster(kind_name: str) -> None:
+    from components.cluster import kind_create_command
+
+    cmd = kind_create_command(kind_name, versions.KIND_NODE_IMAGE)
+    assert cmd.startswith(f"kind create cluster --name {kind_name} --image {versions.KIND_NODE_IMAGE}")
+    assert cmd.endswith(f"kind get kubeconfig --name {kind_name}")
+
+
+def test_today_is_a_date() -> None:
+    assert isinstance(TODAY, dt.date)
