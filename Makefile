@@ -17,12 +17,13 @@ TOOLS_ENV := .tools.env
 ENV := source $(TOOLS_ENV) &&
 PULUMI := $(ENV) python scripts/pulumi_inline.py
 
-.PHONY: help tools stack up preview destroy render lint typecheck pytest test clean
+.PHONY: help tools stack up preview destroy render print lint typecheck pytest test clean
 
 help:
 	@echo "make up STACK=dev        build the platform (kind, Istio ambient, kgateway, Kyverno, authz, Ollama)"
 	@echo "make preview STACK=...   real pulumi preview with the policy pack"
-	@echo "make render STACK=...    print the objects a stack creates directly (multi-document YAML)"
+	@echo "make render STACK=...    GitOps: write a team stack's manifests to rendered/<stack>/ (real engine)"
+	@echo "make print STACK=...     print the objects a stack creates directly (multi-document YAML)"
 	@echo "make test                everything CI runs"
 	@echo "make destroy STACK=...   tear the stack down"
 
@@ -46,7 +47,18 @@ preview: stack
 destroy: stack
 	@$(PULUMI) destroy --stack $(STACK) --yes
 
-render:
+# GitOps: the real `pulumi up` with the kubernetes provider's render-to-directory option, on a
+# companion stack (<stack>-render) so the team stack's own state is untouched.
+render: tools | $(STATE_DIR)
+	@test -f Pulumi.$(STACK).yaml || { echo "make render: Pulumi.$(STACK).yaml does not exist" >&2; exit 1; }
+	@cp Pulumi.$(STACK).yaml Pulumi.$(STACK)-render.yaml
+	@$(ENV) pulumi stack select $(STACK)-render 2>/dev/null || $(ENV) pulumi stack init $(STACK)-render
+	@rm -rf rendered/$(STACK)
+	@EGRESS_RENDER_DIR=$(CURDIR)/rendered/$(STACK) $(PULUMI) up --stack $(STACK)-render --yes --skip-preview
+	@echo "manifests written to rendered/$(STACK)/"
+
+# The objects a stack creates directly, from its config file alone (no engine, no state).
+print:
 	@$(MAKE) --no-print-directory tools
 	@$(ENV) python -m components.render Pulumi.$(STACK).yaml
 

@@ -316,7 +316,10 @@ def authz_configmap(team: Team, destinations: Sequence[Destination]) -> Obj:
     """The team's authz policies as files, mounted into the authz server's policy directory."""
     import yaml  # local: keeps import of this module cheap for callers that never render files
 
-    data = {policy_file_name(team, d): yaml.safe_dump(authz_policy(team, d), sort_keys=False) for d in destinations}
+    data = {
+        policy_file_name(team, d): yaml.safe_dump(authz_policy(team, d), sort_keys=False, width=4096)
+        for d in destinations
+    }
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -417,7 +420,7 @@ def default_deny_configmap() -> Obj:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(names.authz_configmap("default"), names.AUTHZ_NAMESPACE),
-        "data": {names.DEFAULT_DENY_FILE: yaml.safe_dump(default_deny_policy(), sort_keys=False)},
+        "data": {names.DEFAULT_DENY_FILE: yaml.safe_dump(default_deny_policy(), sort_keys=False, width=4096)},
     }
 
 

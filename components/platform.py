@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 
 import pulumi
@@ -10,13 +11,14 @@ import pulumi
 from . import approvals as registry
 from . import names, versions
 from .cluster import ExistingCluster, ExistingClusterArgs, KindCluster, KindClusterArgs
-from .config import PlatformConfig, StackConfig
+from .config import ConfigError, PlatformConfig, StackConfig
 from .egress import Needs, TeamEgress, TeamEgressArgs
 from .gateway import EgressGateway, EgressGatewayArgs, Kgateway, KgatewayArgs
 from .governance import AdmissionPolicy, AdmissionPolicyArgs
 from .kyverno import Kyverno, KyvernoArgs, KyvernoAuthz, KyvernoAuthzArgs
 from .mesh import GatewayApiArgs, GatewayApiCrds, IstioAmbient, IstioArgs
 from .ollama import OllamaArgs, OllamaContainer
+from .team import RENDER_DIR_ENV
 
 
 def _cluster(p: PlatformConfig, pins: versions.Pins) -> KindCluster | ExistingCluster:
@@ -66,6 +68,11 @@ class Platform:
 
 def build(cfg: StackConfig, today: dt.date) -> Platform:
     assert cfg.platform is not None
+    if os.environ.get(RENDER_DIR_ENV):
+        raise ConfigError(
+            "make render: the platform stack installs Helm releases, which cannot be rendered to files; "
+            "render team stacks"
+        )
     p = cfg.platform
     pins = p.versions.pins()
     cluster = _cluster(p, pins)

@@ -55,18 +55,40 @@ def stack_objects(
     return objs
 
 
-def render(path: Path, today: dt.date | None = None) -> str:
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the authz policy files) as literal blocks, so they stay readable."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump(objs: Sequence[dict[str, Any]]) -> str:
+    return yaml.dump_all(objs, Dumper=_Dumper, sort_keys=False)
+
+
+def render(path: Path, today: dt.date | None = None, platform_file: Path | None = None) -> str:
+    """YAML of the stack's objects; a team stack's approvals come from the platform's stack file."""
     cfg = config.parse(load_stack_file(path))
-    objs = stack_objects(cfg, today or dt.date.today())
-    return yaml.safe_dump_all(objs, sort_keys=False)
+    registry = None
+    if platform_file is not None:
+        registry = list(config.parse(load_stack_file(platform_file)).approvals)
+    return dump(stack_objects(cfg, today or dt.date.today(), registry))
+
+
+USAGE = "usage: python -m components.render Pulumi.<stack>.yaml [--approvals-from Pulumi.<platform>.yaml]"
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m components.render Pulumi.<stack>.yaml", file=sys.stderr)
+    if len(argv) not in (1, 3) or (len(argv) == 3 and argv[1] != "--approvals-from"):
+        print(USAGE, file=sys.stderr)
         return 2
     try:
-        sys.stdout.write(render(Path(argv[0])))
+        platform_file = Path(argv[2]) if len(argv) == 3 else None
+        sys.stdout.write(render(Path(argv[0]), platform_file=platform_file))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -11,11 +12,19 @@ from . import approvals as registry
 from .config import StackConfig
 from .egress import TeamEgress, TeamEgressArgs
 
+RENDER_DIR_ENV = "EGRESS_RENDER_DIR"
+
 
 def build(cfg: StackConfig, today: dt.date) -> TeamEgress | None:
     assert cfg.platform_stack is not None
     platform = pulumi.StackReference("platform", stack_name=cfg.platform_stack)
-    provider = k8s.Provider("platform-cluster", kubeconfig=platform.require_output("kubeconfig"))
+    # GitOps mode (`make render`): the provider writes manifests to this directory instead of
+    # applying them; the objects are exactly those `pulumi up` would create.
+    render_dir = os.environ.get(RENDER_DIR_ENV)
+    if render_dir:
+        provider = k8s.Provider("platform-cluster", render_yaml_to_directory=render_dir)
+    else:
+        provider = k8s.Provider("platform-cluster", kubeconfig=platform.require_output("kubeconfig"))
     approvals = platform.get_output("approvals").apply(registry.from_output)
     if cfg.team is None:
         return None

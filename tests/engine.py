@@ -54,11 +54,13 @@ class Engine:
         )
         return env
 
-    def run(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: int = 300, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "scripts/pulumi_inline.py", *args],
             cwd=self.workdir,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,

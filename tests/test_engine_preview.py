@@ -8,11 +8,13 @@ Its kubeconfig points at a closed port on loopback: the cluster is unreachable.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from components import config
+from components.team import RENDER_DIR_ENV
 
 from .conftest import ROOT
 from .engine import Engine, pulumi_bin
@@ -166,3 +168,45 @@ def test_fixture_outputs_match_what_the_platform_program_exports() -> None:
         config.Approval.model_validate(a)
     assert set(FIXTURE["tryCommands"]) == {"allowed", "denied", "retries", "accessLog"}
     assert isinstance(FIXTURE["kubeconfig"], str) and "clusters:" in FIXTURE["kubeconfig"]
+
+
+def test_gitops_render_writes_manifests_that_pass_the_schema_checks(engine: Engine, crds_dir: Path) -> None:
+    """`make render`'s engine run: the provider writes the manifests instead of applying them."""
+    import shutil
+
+    import yaml
+
+    from .schemas import CelReport, SchemaIndex, validate
+
+    shutil.copy(engine.workdir / "Pulumi.team-research.yaml", engine.workdir / "Pulumi.team-research-render.yaml")
+    engine.init("team-research-render")
+    out_dir = engine.workdir / "rendered" / "team-research"
+    result = engine.run(
+        "up", "--stack", "team-research-render", "--yes", "--skip-preview", env={RENDER_DIR_ENV: str(out_dir)}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    docs = [d for f in sorted(out_dir.rglob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted(
+        [
+            "Namespace",
+            "NetworkPolicy",
+            "ServiceEntry",
+            "HTTPRoute",
+            "GatewayExtension",
+            "TrafficPolicy",
+            "BackendConfigPolicy",
+            "ReferenceGrant",
+            "ConfigMap",
+        ]
+    )
+    index, report = SchemaIndex.load(crds_dir), CelReport()
+    problems = [
+        f"{d['kind']}: {e}"
+        for d in docs
+        if d["kind"] not in ("Namespace", "NetworkPolicy", "ConfigMap")
+        for e in validate(index, d, report)
+    ]
+    assert problems == [] and report.failures == []
+    se = next(d for d in docs if d["kind"] == "ServiceEntry")
+    assert se["metadata"]["labels"]["security.corp/egress-approved"] == "true"
