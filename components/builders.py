@@ -195,6 +195,7 @@ def traffic_policy(team: Team, dest: Destination) -> Obj:
                 "attempts": dest.retries.attempts,
                 "perTryTimeout": dest.retries.per_try_timeout,
                 "statusCodes": list(dest.retries.status_codes),
+                "retryOn": list(dest.retries.retry_on),
             },
             "extAuth": {
                 "extensionRef": {"name": extension_name(dest)},

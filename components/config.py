@@ -86,12 +86,39 @@ class Authz(_Strict):
         return out
 
 
+RetryOn = Literal[
+    "5xx",
+    "gateway-error",
+    "reset",
+    "reset-before-request",
+    "connect-failure",
+    "envoy-ratelimited",
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-status-codes",
+    "http3-post-connect-failure",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+]
+
+
 class Retries(_Strict):
-    """Upstream retries; `attempts: 3` means up to 4 tries in all."""
+    """Upstream retries; `attempts: 3` means up to 4 tries in all.
+
+    `statusCodes` alone retries only responses with those codes; an upstream that hangs or refuses
+    connections is retried only through `retryOn`, hence the default (gateway errors, which include
+    per-try timeouts, connection failures and resets).
+    """
 
     attempts: int = Field(default=2, ge=0, le=MAX_RETRY_ATTEMPTS)
     per_try_timeout: str = "10s"
     status_codes: list[int] = Field(default_factory=lambda: [503, 504])
+    retry_on: list[RetryOn] = Field(
+        default_factory=lambda: ["gateway-error", "connect-failure", "reset"], min_length=1
+    )
 
     @field_validator("per_try_timeout")
     @classmethod

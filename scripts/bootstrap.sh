@@ -29,6 +29,8 @@ DOCKER_VERSION=$(pin "$ROOT/requirements.txt" pulumi-docker)
 # The Kyverno CLI of the Kyverno release the platform installs (chart 3.9.0 = Kyverno v1.19.0):
 # the tests evaluate authz and admission policies with its engine.
 KYVERNO_VERSION=v1.19.0
+# Lints the GitHub Actions workflows users run (.github/workflows).
+ACTIONLINT_VERSION=v1.7.12
 
 # The Go module proxy serves pulumi-kubernetes' provider module only under the pseudo-version of
 # each release commit, not under the release tag. Map SDK version -> module version (commit).
@@ -128,6 +130,17 @@ ensure_kyverno() {
   KYVERNO_BIN="$bin/kyverno"
 }
 
+ensure_actionlint() {
+  local bin="$CACHE/actionlint-$ACTIONLINT_VERSION"
+  if [ ! -x "$bin/actionlint" ]; then
+    need_go "actionlint"
+    log "building actionlint $ACTIONLINT_VERSION from its Go module"
+    mkdir -p "$bin"
+    (cd "$CACHE" && GOBIN="$bin" go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" >&2)
+  fi
+  ACTIONLINT_BIN="$bin/actionlint"
+}
+
 # --- Pulumi CLI ----------------------------------------------------------------------------------
 ensure_pulumi() {
   local bin="$CACHE/pulumi-v$PULUMI_VERSION" found
@@ -177,6 +190,7 @@ ensure_plugin command "$COMMAND_VERSION"
 ensure_plugin docker "$DOCKER_VERSION"
 if [ "${EGRESS_SKIP_CHECK_TOOLS:-}" != 1 ]; then
   ensure_kyverno
+  ensure_actionlint
 fi
 
 cat <<EOT
@@ -186,4 +200,5 @@ export VIRTUAL_ENV='$VENV'
 export PULUMI_HOME='$PULUMI_HOME'
 export PULUMI_BIN='$PULUMI_BIN_DIR/pulumi'
 export KYVERNO_BIN='${KYVERNO_BIN:-}'
+export ACTIONLINT_BIN='${ACTIONLINT_BIN:-}'
 EOT

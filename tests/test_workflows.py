@@ -1,0 +1,92 @@
+"""The CI workflows users run: linted by actionlint; stack selection and CLI pin checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from .conftest import ROOT
+
+
+def _actionlint() -> str | None:
+    path = os.environ.get("ACTIONLINT_BIN")
+    return path if path and os.access(path, os.X_OK) else None
+
+
+@pytest.mark.skipif(
+    _actionlint() is None, reason="needs actionlint from scripts/bootstrap.sh (run through `make test`)"
+)
+def test_workflows_pass_actionlint() -> None:
+    files = sorted(str(p) for p in (ROOT / ".github/workflows").glob("*.yml"))
+    assert len(files) == 2
+    out = subprocess.run([str(_actionlint()), *files], capture_output=True, text=True, check=False, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.skipif(_actionlint() is None, reason="needs actionlint from scripts/bootstrap.sh")
+def test_actionlint_catches_a_broken_workflow(tmp_path: object) -> None:
+    from pathlib import Path
+
+    bad = Path(str(tmp_path)) / "bad.yml"
+    bad.write_text(
+        "on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n      - run: echo ${{ matrix.nope }}\n"
+    )
+    out = subprocess.run([str(_actionlint()), str(bad)], capture_output=True, text=True, check=False)
+    assert out.returncode != 0
+
+
+def test_pulumi_version_file_matches_the_sdk_pin() -> None:
+    pin = next(
+        line.split("==")[1].strip()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.startswith("pulumi==")
+    )
+    assert (ROOT / ".pulumi-version").read_text().strip() == pin
+
+
+def _git(repo: object, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=str(repo), capture_output=True, text=True, check=True).stdout
+
+
+def test_changed_stacks_selection(tmp_path: object) -> None:
+    from pathlib import Path
+
+    repo = Path(str(tmp_path))
+    for f in ("Pulumi.dev.yaml", "Pulumi.team-research.yaml", "Pulumi.team-payments.yaml"):
+        (repo / f).write_text("config: {}\n")
+    (repo / "components").mkdir()
+    (repo / "components/x.py").write_text("")
+    _git(repo, "init", "-q")
+    _git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "add", ".")
+    _git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "base")
+    script = str(ROOT / ".github/scripts/changed-stacks.sh")
+
+    def changed() -> list[str]:
+        out = subprocess.run(["bash", script, "HEAD~1", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
+        result: list[str] = json.loads(out.stdout)
+        return result
+
+    (repo / "Pulumi.team-research.yaml").write_text("config: {a: 1}\n")
+    _git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "team change")
+    assert changed() == ["team-research"]
+    (repo / "components/x.py").write_text("# changed\n")
+    _git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "program change")
+    assert changed() == ["dev", "team-payments", "team-research"]
+
+
+def test_crd_manifest_matches_the_schemas_the_tests_use() -> None:
+    """scripts/crds.json pins the same bytes as the CRD folder the tests read."""
+    import hashlib
+
+    from .conftest import CRDS_DIR
+
+    if not CRDS_DIR.is_dir():
+        pytest.skip(f"CRD schemas not found at {CRDS_DIR}")
+    entries = json.loads((ROOT / "scripts/crds.json").read_text())
+    assert len(entries) == 27
+    for e in entries:
+        assert e["url"].startswith("https://raw.githubusercontent.com/")
+        assert hashlib.sha256((CRDS_DIR / e["path"]).read_bytes()).hexdigest() == e["sha256"], e["path"]
