@@ -105,6 +105,9 @@ RetryOn = Literal[
 ]
 
 
+DEFAULT_RETRY_ON: tuple[RetryOn, ...] = ("gateway-error", "connect-failure", "reset")
+
+
 class Retries(_Strict):
     """Upstream retries; `attempts: 3` means up to 4 tries in all.
 
@@ -116,9 +119,7 @@ class Retries(_Strict):
     attempts: int = Field(default=2, ge=0, le=MAX_RETRY_ATTEMPTS)
     per_try_timeout: str = "10s"
     status_codes: list[int] = Field(default_factory=lambda: [503, 504])
-    retry_on: list[RetryOn] = Field(
-        default_factory=lambda: ["gateway-error", "connect-failure", "reset"], min_length=1
-    )
+    retry_on: list[RetryOn] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON), min_length=1)
 
     @field_validator("per_try_timeout")
     @classmethod

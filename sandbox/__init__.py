@@ -1,0 +1,1 @@
+"""Offline proof of the egress path: real Envoy and the real Kyverno authz server, driven by the stack config."""
