@@ -17,13 +17,14 @@ TOOLS_ENV := .tools.env
 ENV := source $(TOOLS_ENV) &&
 PULUMI := $(ENV) python scripts/pulumi_inline.py
 
-.PHONY: help tools stack up preview destroy render print lint typecheck pytest test clean
+.PHONY: help tools stack up preview destroy render print sandbox lint typecheck pytest test clean
 
 help:
 	@echo "make up STACK=dev        build the platform (kind, Istio ambient, kgateway, Kyverno, authz, Ollama)"
 	@echo "make preview STACK=...   real pulumi preview with the policy pack"
 	@echo "make render STACK=...    GitOps: write a team stack's manifests to rendered/<stack>/ (real engine)"
 	@echo "make print STACK=...     print the objects a stack creates directly (multi-document YAML)"
+	@echo "make sandbox STACK=...   run the stack's egress path offline (real Envoy) and check it"
 	@echo "make test                everything CI runs"
 	@echo "make destroy STACK=...   tear the stack down"
 
@@ -56,6 +57,10 @@ render: tools | $(STATE_DIR)
 	@rm -rf rendered/$(STACK)
 	@EGRESS_RENDER_DIR=$(CURDIR)/rendered/$(STACK) $(PULUMI) up --stack $(STACK)-render --yes --skip-preview
 	@echo "manifests written to rendered/$(STACK)/"
+
+# Offline proof of the path: real Envoy (and the Kyverno authz server where it can be built) on loopback.
+sandbox: tools
+	@$(ENV) python -m sandbox Pulumi.$(STACK).yaml
 
 # The objects a stack creates directly, from its config file alone (no engine, no state).
 print:

@@ -87,6 +87,7 @@ class Sandbox:
 
     def __post_init__(self) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.authz: subprocess.Popen[bytes] | None = None
         self.stand_ins: dict[str, StandIn] = {}
         self.ports = {name: free_port() for name in ("envoy", "envoy_open", "admin", "authz", "probes", "metrics")}
         self.access_log = self.work / "access.log"
@@ -118,8 +119,9 @@ class Sandbox:
         # No cluster: an empty kubeconfig keeps the server from looking for one.
         env = {**os.environ, "KUBECONFIG": str(self.work / "no-kubeconfig")}
         log = (self.work / "authz.log").open("wb")
-        self.authz = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        self.procs.append(self.authz)
+        authz = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.authz = authz
+        self.procs.append(authz)
         wait_for(lambda: http_ok(self.ports["probes"], "/readyz"), "the authz server")
 
     def start_envoy(self) -> None:
@@ -159,7 +161,6 @@ class Sandbox:
             s = StandIn(free_port(), body)
             s.start()
             self.stand_ins[d.name] = s
-        self.authz: subprocess.Popen[bytes] | None = None
         if authz_binary:
             self.start_authz(authz_binary)
         self.start_envoy()
