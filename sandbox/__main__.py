@@ -89,7 +89,8 @@ class Sandbox:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.authz: subprocess.Popen[bytes] | None = None
         self.stand_ins: dict[str, StandIn] = {}
-        self.ports = {name: free_port() for name in ("envoy", "envoy_open", "admin", "authz", "probes", "metrics")}
+        names = ("envoy", "envoy_open", "envoy_plain", "admin", "authz", "probes", "metrics")
+        self.ports = {name: free_port() for name in names}
         self.access_log = self.work / "access.log"
 
     # --- processes ---------------------------------------------------------------------------
@@ -131,9 +132,11 @@ class Sandbox:
         boot = envoy_config.bootstrap(
             self.team,
             {
-                "gateway": (self.ports["envoy"], self.destinations),
+                "gateway": (self.ports["envoy"], self.destinations, True),
                 # The same routes with failOpen: true, for the fail-open scenario only.
-                "gateway_fail_open": (self.ports["envoy_open"], fail_open),
+                "gateway_fail_open": (self.ports["envoy_open"], fail_open, True),
+                # The same routes without external authorization: the benchmark's gateway-only path.
+                "gateway_no_authz": (self.ports["envoy_plain"], self.destinations, False),
             },
             {d.name: s.port for d, s in zip(self.destinations, self.stand_ins.values(), strict=True)},
             self.ports["authz"],

@@ -76,9 +76,9 @@ def retry_policy(dest: Destination) -> dict[str, Any]:
     }
 
 
-def virtual_host(team: Team, dest: Destination) -> dict[str, Any]:
+def virtual_host(team: Team, dest: Destination, with_authz: bool = True) -> dict[str, Any]:
     traffic = builders.traffic_policy(team, dest)["spec"]
-    return {
+    vhost: dict[str, Any] = {
         "name": dest.name,
         "domains": [dest.host, f"{dest.host}:*"],
         "routes": [
@@ -89,18 +89,20 @@ def virtual_host(team: Team, dest: Destination) -> dict[str, Any]:
                     "timeout": _duration(dest.timeout),
                     "retry_policy": retry_policy(dest),
                 },
-                "typed_per_filter_config": {
-                    _filter_name(dest): {
-                        "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
-                        "config": {
-                            "@type": EXT_AUTHZ_ROUTE_TYPE,
-                            "check_settings": {"context_extensions": traffic["extAuth"]["contextExtensions"]},
-                        },
-                    }
-                },
             }
         ],
     }
+    if with_authz:
+        vhost["routes"][0]["typed_per_filter_config"] = {
+            _filter_name(dest): {
+                "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                "config": {
+                    "@type": EXT_AUTHZ_ROUTE_TYPE,
+                    "check_settings": {"context_extensions": traffic["extAuth"]["contextExtensions"]},
+                },
+            }
+        }
+    return vhost
 
 
 def _static_cluster(name: str, host: str, port: int, http2: bool = False) -> dict[str, Any]:
@@ -125,7 +127,10 @@ def _static_cluster(name: str, host: str, port: int, http2: bool = False) -> dic
     return cluster
 
 
-def listener(name: str, port: int, team: Team, destinations: Sequence[Destination], access_log: str) -> dict[str, Any]:
+def listener(
+    name: str, port: int, team: Team, destinations: Sequence[Destination], access_log: str, with_authz: bool = True
+) -> dict[str, Any]:
+    """`with_authz=False` leaves out external authorization (the benchmark's gateway-only path)."""
     return {
         "name": name,
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
@@ -149,10 +154,10 @@ def listener(name: str, port: int, team: Team, destinations: Sequence[Destinatio
                             ],
                             "route_config": {
                                 "name": name,
-                                "virtual_hosts": [virtual_host(team, d) for d in destinations],
+                                "virtual_hosts": [virtual_host(team, d, with_authz) for d in destinations],
                             },
                             "http_filters": [
-                                *(ext_authz_filter(d) for d in destinations),
+                                *(ext_authz_filter(d) for d in destinations if with_authz),
                                 {
                                     "name": ROUTER,
                                     "typed_config": {
@@ -170,19 +175,19 @@ def listener(name: str, port: int, team: Team, destinations: Sequence[Destinatio
 
 def bootstrap(
     team: Team,
-    listeners: Mapping[str, tuple[int, Sequence[Destination]]],
+    listeners: Mapping[str, tuple[int, Sequence[Destination], bool]],
     upstreams: Mapping[str, int],
     authz_port: int,
     admin_port: int,
     access_log: str,
 ) -> dict[str, Any]:
-    """Envoy bootstrap: one listener per entry (name -> port, destinations), loopback only."""
+    """Envoy bootstrap: one listener per entry (name -> port, destinations, with authz), loopback only."""
     clusters = [_static_cluster(f"dest-{name}", "127.0.0.1", port) for name, port in upstreams.items()]
     clusters.append(_static_cluster(AUTHZ_CLUSTER, "127.0.0.1", authz_port, http2=True))
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
-            "listeners": [listener(n, p, team, ds, access_log) for n, (p, ds) in listeners.items()],
+            "listeners": [listener(n, p, team, ds, access_log, a) for n, (p, ds, a) in listeners.items()],
             "clusters": clusters,
         },
     }
