@@ -36,10 +36,13 @@ from .upstream import StandIn
 UNKNOWN_HOST = "unlisted.example"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (all held open while choosing, so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -90,7 +93,9 @@ class Sandbox:
         self.authz: subprocess.Popen[bytes] | None = None
         self.stand_ins: dict[str, StandIn] = {}
         names = ("envoy", "envoy_open", "envoy_plain", "admin", "authz", "probes", "metrics")
-        self.ports = {name: free_port() for name in names}
+        ports = free_ports(len(names) + len(self.destinations))
+        self.ports = dict(zip(names, ports, strict=False))
+        self.upstream_ports = ports[len(names) :]
         self.access_log = self.work / "access.log"
 
     # --- processes ---------------------------------------------------------------------------
@@ -159,9 +164,9 @@ class Sandbox:
         wait_for(lambda: http_ok(self.ports["admin"], "/ready"), "envoy")
 
     def start(self, authz_binary: str | None) -> None:
-        for d in self.destinations:
+        for d, port in zip(self.destinations, self.upstream_ports, strict=True):
             body = "Ollama is running" if d.name == self.ollama else f"{d.host} stand-in is running"
-            s = StandIn(free_port(), body)
+            s = StandIn(port, body)
             s.start()
             self.stand_ins[d.name] = s
         if authz_binary:
