@@ -11,6 +11,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import yaml
+
 from . import approvals as approval_registry
 from . import names
 from .config import Approval, Destination, Team
@@ -309,18 +311,20 @@ def default_deny_policy() -> Obj:
     }
 
 
+def policy_file(policy: Obj) -> str:
+    """One policy as the YAML file the authz server loads (libyaml's emitter where available)."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    text: str = yaml.dump(policy, Dumper=dumper, sort_keys=False, width=4096)
+    return text
+
+
 def policy_file_name(team: Team, dest: Destination) -> str:
     return f"{policy_name(team, dest)}.yaml"
 
 
 def authz_configmap(team: Team, destinations: Sequence[Destination]) -> Obj:
     """The team's authz policies as files, mounted into the authz server's policy directory."""
-    import yaml  # local: keeps import of this module cheap for callers that never render files
-
-    data = {
-        policy_file_name(team, d): yaml.safe_dump(authz_policy(team, d), sort_keys=False, width=4096)
-        for d in destinations
-    }
+    data = {policy_file_name(team, d): policy_file(authz_policy(team, d)) for d in destinations}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -415,13 +419,11 @@ def access_log_policy() -> Obj:
 
 
 def default_deny_configmap() -> Obj:
-    import yaml
-
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(names.authz_configmap("default"), names.AUTHZ_NAMESPACE),
-        "data": {names.DEFAULT_DENY_FILE: yaml.safe_dump(default_deny_policy(), sort_keys=False, width=4096)},
+        "data": {names.DEFAULT_DENY_FILE: policy_file(default_deny_policy())},
     }
 
 

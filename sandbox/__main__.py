@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from components import builders, config
 from components.config import ConfigError, Destination, StackConfig, Team
 from components.render import load_stack_file
@@ -100,13 +98,13 @@ class Sandbox:
 
     # --- processes ---------------------------------------------------------------------------
     def write_policies(self) -> Path:
-        """The builders' policy objects as files in one flat directory (as the ConfigMap mount)."""
+        """The policy files of the ConfigMaps the program creates, byte for byte, in one flat directory."""
         d = self.work / "policies"
         d.mkdir()
-        for dest in self.destinations:
-            policy = builders.authz_policy(self.team, dest)
-            (d / builders.policy_file_name(self.team, dest)).write_text(yaml.safe_dump(policy, sort_keys=False))
-        (d / "zz-default-deny.yaml").write_text(yaml.safe_dump(builders.default_deny_policy(), sort_keys=False))
+        configmaps = [builders.authz_configmap(self.team, self.destinations), builders.default_deny_configmap()]
+        for cm in configmaps:
+            for name, text in cm["data"].items():
+                (d / name).write_text(text)
         return d
 
     def start_authz(self, binary: str) -> None:
