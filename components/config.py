@@ -10,9 +10,9 @@ import datetime as dt
 import ipaddress
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from . import versions
@@ -57,6 +57,21 @@ def _check_dns_label(value: str) -> str:
     if not DNS_LABEL.match(value):
         raise ValueError(f"'{value}' is not a DNS label (lowercase letters, digits and '-', at most 63)")
     return value
+
+
+def _check_host(value: str) -> str:
+    if "*" in value:
+        raise ValueError(f"'{value}' is a wildcard; name one host per destination")
+    if not DNS_NAME.match(value):
+        raise ValueError(f"'{value}' is not a DNS name")
+    return value
+
+
+# Field types that carry their own validation, so each model states only what is special.
+Duration = Annotated[str, AfterValidator(_check_duration)]
+DnsLabel = Annotated[str, AfterValidator(_check_dns_label)]
+HostName = Annotated[str, AfterValidator(_check_host)]
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class _Strict(BaseModel):
@@ -117,14 +132,9 @@ class Retries(_Strict):
     """
 
     attempts: int = Field(default=2, ge=0, le=MAX_RETRY_ATTEMPTS)
-    per_try_timeout: str = "10s"
+    per_try_timeout: Duration = "10s"
     status_codes: list[int] = Field(default_factory=lambda: [503, 504])
     retry_on: list[RetryOn] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON), min_length=1)
-
-    @field_validator("per_try_timeout")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        return _check_duration(value)
 
     @field_validator("status_codes")
     @classmethod
@@ -138,29 +148,15 @@ class Retries(_Strict):
 class Destination(_Strict):
     """One external host a team may call through the egress gateway."""
 
-    name: str
-    host: str
-    port: int = Field(ge=1, le=65535)
+    name: DnsLabel
+    host: HostName
+    port: Port
     protocol: Literal["HTTP", "HTTPS"] = "HTTPS"
     addresses: list[str] | None = None
     authz: Authz
     retries: Retries = Field(default_factory=Retries)
-    timeout: str = "30s"
+    timeout: Duration = "30s"
     fail_open: bool = False
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _check_dns_label(value)
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, value: str) -> str:
-        if "*" in value:
-            raise ValueError(f"'{value}' is a wildcard; name one host per destination")
-        if not DNS_NAME.match(value):
-            raise ValueError(f"'{value}' is not a DNS name")
-        return value
 
     @field_validator("addresses")
     @classmethod
@@ -176,11 +172,6 @@ class Destination(_Strict):
                 raise ValueError(f"'{a}' is not an IP address") from None
         return value
 
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: str) -> str:
-        return _check_duration(value)
-
     @model_validator(mode="after")
     def _per_try_below_timeout(self) -> Destination:
         if duration_ms(self.retries.per_try_timeout) >= duration_ms(self.timeout):
@@ -191,24 +182,14 @@ class Destination(_Strict):
 
 
 class Team(_Strict):
-    name: str
-    namespace: str
-
-    @field_validator("name", "namespace")
-    @classmethod
-    def _labels(cls, value: str) -> str:
-        return _check_dns_label(value)
+    name: DnsLabel
+    namespace: DnsLabel
 
 
 class ClusterConfig(_Strict):
     mode: Literal["kind", "existing"] = "kind"
-    name: str = "egress-dev"
+    name: DnsLabel = "egress-dev"
     context: str = ""
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _check_dns_label(value)
 
 
 class OllamaConfig(_Strict):
@@ -248,22 +229,12 @@ class PlatformConfig(_Strict):
 class Approval(_Strict):
     """One entry of the platform's approval registry (security approves; teams cannot)."""
 
-    host: str
-    ports: list[int] = Field(min_length=1)
-    teams: list[str] = Field(min_length=1)
+    host: HostName
+    ports: list[Port] = Field(min_length=1)
+    teams: list[DnsLabel] = Field(min_length=1)
     ticket: str = Field(min_length=1)
     approved_by: str = Field(min_length=3)
     expires: dt.date
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, value: str) -> str:
-        return Destination._host(value)
-
-    @field_validator("teams")
-    @classmethod
-    def _teams(cls, value: list[str]) -> list[str]:
-        return [_check_dns_label(t) for t in value]
 
     @field_validator("approved_by")
     @classmethod
