@@ -19,6 +19,11 @@ def covering(approvals: Iterable[Approval], host: str, port: int, team: str) -> 
     return max(found, key=lambda a: a.expires, default=None)
 
 
+def is_current(approval: Approval | None, today: dt.date) -> bool:
+    """An entry approves only until (and including) its expiry day."""
+    return approval is not None and approval.expires >= today
+
+
 def approval_metadata(approval: Approval | None, today: dt.date) -> tuple[dict[str, str], dict[str, str]]:
     """(labels, annotations) for a ServiceEntry: the approved label only while the entry is unexpired.
 
@@ -26,7 +31,7 @@ def approval_metadata(approval: Approval | None, today: dt.date) -> tuple[dict[s
     """
     if approval is None:
         return {}, {}
-    labels = {names.APPROVED_LABEL: names.APPROVED_VALUE} if approval.expires >= today else {}
+    labels = {names.APPROVED_LABEL: names.APPROVED_VALUE} if is_current(approval, today) else {}
     return (
         labels,
         {

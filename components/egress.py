@@ -45,7 +45,8 @@ class EgressPath(pulumi.ComponentResource):
         approval = pulumi.Output.from_input(args.approvals).apply(
             lambda regs: registry.covering(regs, dest.host, dest.port, team.name)
         )
-        objs[0]["metadata"] = approval.apply(
+        entry = next(o for o in objs if o["kind"] == "ServiceEntry")
+        entry["metadata"] = approval.apply(
             lambda a: builders.service_entry(team, dest, None, a, args.today)["metadata"]
         )
         in_ns = [args.namespace] if args.namespace is not None else []
@@ -53,7 +54,7 @@ class EgressPath(pulumi.ComponentResource):
             o["kind"]: k8s.create(k8s.child_name(name, o), o, _opts(self, o["kind"], args.needs, *in_ns)) for o in objs
         }
         self.host: pulumi.Output[str] = pulumi.Output.from_input(dest.host)
-        self.approved: pulumi.Output[bool] = approval.apply(lambda a: a is not None and a.expires >= args.today)
+        self.approved: pulumi.Output[bool] = approval.apply(lambda a: registry.is_current(a, args.today))
         self.register_outputs(
             {
                 "host": self.host,
