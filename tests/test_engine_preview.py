@@ -210,3 +210,14 @@ def test_gitops_render_writes_manifests_that_pass_the_schema_checks(engine: Engi
     assert problems == [] and report.failures == []
     se = next(d for d in docs if d["kind"] == "ServiceEntry")
     assert se["metadata"]["labels"]["security.corp/egress-approved"] == "true"
+
+
+def test_enforcement_level_comes_from_the_pack_config(engine: Engine) -> None:
+    """A stack may downgrade a policy through `--policy-pack-config`: the violation becomes advisory."""
+    _team_stack(engine, "team-research-advisory", UNAPPROVED.replace("scraper", "advisory"))
+    cfg = engine.workdir.parent / "advisory.json"
+    cfg.write_text(json.dumps({"egress-approved-destinations": "advisory"}))
+    out = engine.preview("team-research-advisory", "--policy-pack", "policies", "--policy-pack-config", str(cfg))
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    assert "[advisory]  egress-approved-destinations" in text
