@@ -153,9 +153,17 @@ ensure_pulumi() {
       build_pulumi "$bin/pulumi"
     fi
   fi
-  # Python policy packs run through this shim where no python language plugin is installed.
-  install -m 0755 "$ROOT/scripts/pulumi-analyzer-policy-python" "$bin/pulumi-analyzer-policy-python"
   PULUMI_BIN_DIR=$bin
+}
+
+# Python policy packs start through this analyzer plugin where no python language plugin is
+# installed (the engine's fallback); reinstalled whenever the script changes.
+ensure_policy_shim() {
+  local shim="$ROOT/scripts/pulumi-analyzer-policy-python" dir="$PULUMI_HOME/plugins/analyzer-policy-python-v0.1.0"
+  if ! cmp -s "$shim" "$dir/pulumi-analyzer-policy-python"; then
+    rm -rf "$dir" "$dir.lock"
+    "$PULUMI_BIN_DIR/pulumi" plugin install analyzer policy-python v0.1.0 --file "$shim" >&2
+  fi
 }
 
 # --- provider plugins ----------------------------------------------------------------------------
@@ -185,6 +193,7 @@ ensure_venv
 ensure_pulumi
 export PULUMI_HOME=${EGRESS_PULUMI_HOME:-$CACHE/pulumi-home}
 mkdir -p "$PULUMI_HOME"
+ensure_policy_shim
 ensure_plugin kubernetes "$K8S_VERSION" build_kubernetes
 ensure_plugin command "$COMMAND_VERSION"
 ensure_plugin docker "$DOCKER_VERSION"
