@@ -15,7 +15,8 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 
 TOOLS_ENV := .tools.env
 ENV := source $(TOOLS_ENV) &&
-PULUMI := $(ENV) python scripts/pulumi_inline.py
+INLINE := python scripts/pulumi_inline.py
+PULUMI := $(ENV) $(INLINE)
 
 .PHONY: help tools stack up preview destroy render print sandbox lint typecheck pytest test clean
 
@@ -35,7 +36,7 @@ $(STATE_DIR):
 	@mkdir -p $@
 
 stack: tools | $(STATE_DIR)
-	@$(ENV) pulumi stack select $(STACK) 2>/dev/null || $(ENV) pulumi stack init $(STACK)
+	@$(ENV) { pulumi stack select $(STACK) 2>/dev/null || pulumi stack init $(STACK); }
 
 up: tools
 	@$(ENV) python scripts/preflight.py $(STACK)
@@ -53,9 +54,9 @@ destroy: stack
 render: tools | $(STATE_DIR)
 	@test -f Pulumi.$(STACK).yaml || { echo "make render: Pulumi.$(STACK).yaml does not exist" >&2; exit 1; }
 	@cp Pulumi.$(STACK).yaml Pulumi.$(STACK)-render.yaml
-	@$(ENV) pulumi stack select $(STACK)-render 2>/dev/null || $(ENV) pulumi stack init $(STACK)-render
+	@$(ENV) { pulumi stack select $(STACK)-render 2>/dev/null || pulumi stack init $(STACK)-render; }
 	@rm -rf rendered/$(STACK)
-	@EGRESS_RENDER_DIR=$(CURDIR)/rendered/$(STACK) $(PULUMI) up --stack $(STACK)-render --yes --skip-preview
+	@$(ENV) EGRESS_RENDER_DIR=$(CURDIR)/rendered/$(STACK) $(INLINE) up --stack $(STACK)-render --yes --skip-preview
 	@echo "manifests written to rendered/$(STACK)/"
 
 # Offline proof of the path: real Envoy (and the Kyverno authz server where it can be built) on loopback.

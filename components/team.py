@@ -9,10 +9,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import approvals as registry
-from .config import StackConfig
+from .config import ConfigError, StackConfig
 from .egress import TeamEgress, TeamEgressArgs
 
 RENDER_DIR_ENV = "EGRESS_RENDER_DIR"
+RENDER_STACK_SUFFIX = "-render"
 
 
 def build(cfg: StackConfig, today: dt.date) -> TeamEgress | None:
@@ -21,6 +22,11 @@ def build(cfg: StackConfig, today: dt.date) -> TeamEgress | None:
     # GitOps mode (`make render`): the provider writes manifests to this directory instead of
     # applying them; the objects are exactly those `pulumi up` would create.
     render_dir = os.environ.get(RENDER_DIR_ENV)
+    if pulumi.get_stack().endswith(RENDER_STACK_SUFFIX) and not render_dir:
+        # A render companion stack must never apply to the cluster.
+        raise ConfigError(
+            f"{pulumi.get_stack()}: render stacks run only through `make render` ({RENDER_DIR_ENV} unset)"
+        )
     if render_dir:
         provider = k8s.Provider("platform-cluster", render_yaml_to_directory=render_dir)
     else:

@@ -221,3 +221,13 @@ def test_enforcement_level_comes_from_the_pack_config(engine: Engine) -> None:
     text = out.stdout + out.stderr
     assert out.returncode == 0, text
     assert "[advisory]  egress-approved-destinations" in text
+
+
+def test_render_stack_never_applies_without_the_render_directory(engine: Engine) -> None:
+    import shutil
+
+    shutil.copy(engine.workdir / "Pulumi.team-payments.yaml", engine.workdir / "Pulumi.team-payments-render.yaml")
+    engine.init("team-payments-render")
+    out = engine.preview("team-payments-render")
+    assert out.returncode != 0
+    assert "render stacks run only through `make render`" in out.stdout + out.stderr
