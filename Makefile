@@ -18,7 +18,7 @@ ENV := source $(TOOLS_ENV) &&
 INLINE := python scripts/pulumi_inline.py
 PULUMI := $(ENV) $(INLINE)
 
-.PHONY: help tools stack up preview destroy render print sandbox lint typecheck pytest test clean
+.PHONY: help tools stack up preview outputs destroy render print sandbox lint typecheck pytest test clean
 
 help:
 	@echo "make up STACK=dev        build the platform (kind, Istio ambient, kgateway, Kyverno, authz, Ollama)"
@@ -26,6 +26,7 @@ help:
 	@echo "make render STACK=...    GitOps: write a team stack's manifests to rendered/<stack>/ (real engine)"
 	@echo "make print STACK=...     print the objects a stack creates directly (multi-document YAML)"
 	@echo "make sandbox STACK=...   run the stack's egress path offline (real Envoy) and check it"
+	@echo "make outputs STACK=...   the stack's outputs (try commands, gateway address, approvals)"
 	@echo "make test                everything CI runs"
 	@echo "make destroy STACK=...   tear the stack down"
 
@@ -45,6 +46,10 @@ up: tools
 
 preview: stack
 	@$(PULUMI) preview --stack $(STACK) --policy-pack policies
+
+# Stack outputs (secrets stay hidden; add --show-secrets yourself for the kubeconfig).
+outputs: tools | $(STATE_DIR)
+	@$(ENV) pulumi stack output --stack $(STACK) --json
 
 destroy: stack
 	@$(PULUMI) destroy --stack $(STACK) --yes
