@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,18 +44,17 @@ def webhook_cert_command() -> str:
     )
 
 
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----\n.*?-----END \1-----\n?", re.S)
+
+
 def split_pem(pem: str) -> tuple[str, str]:
-    """(certificate, key) from the command's output."""
-    blocks = pem.split("-----END ")
-    key = next(b for b in blocks if "PRIVATE KEY" in b.split("-----BEGIN ")[-1][:30])
-    crt = next(b for b in blocks if "CERTIFICATE" in b.split("-----BEGIN ")[-1][:30])
-
-    def _full(block: str) -> str:
-        begin = block[block.index("-----BEGIN ") :]
-        kind = begin[len("-----BEGIN ") : begin.index("-----", 11)]
-        return f"{begin}-----END {kind}-----\n"
-
-    return _full(crt), _full(key)
+    """(certificate, private key) from the command's output."""
+    blocks = {m.group(1): m.group(0) for m in _PEM_BLOCK.finditer(pem)}
+    key = next((v for k, v in blocks.items() if k.endswith("PRIVATE KEY")), None)
+    crt = blocks.get("CERTIFICATE")
+    if key is None or crt is None:
+        raise ValueError("the webhook certificate command printed no certificate and key")
+    return crt, key
 
 
 @dataclass(frozen=True)

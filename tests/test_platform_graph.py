@@ -272,3 +272,25 @@ def test_kind_command_creates_and_deletes_the_named_cluster(kind_name: str) -> N
 
 def test_today_is_a_date() -> None:
     assert isinstance(TODAY, dt.date)
+
+
+def test_webhook_pem_is_split_into_certificate_and_key() -> None:
+    from components.kyverno import split_pem, webhook_cert_command
+
+    crt, key = split_pem(mockgraph.PEM)
+    assert crt.startswith("-----BEGIN CERTIFICATE-----") and crt.rstrip().endswith("-----END CERTIFICATE-----")
+    assert key.startswith("-----BEGIN PRIVATE KEY-----")
+    with pytest.raises(ValueError, match="no certificate and key"):
+        split_pem("nothing")
+    assert "subjectAltName=DNS:kyverno-authz-server-validation.kyverno-authz.svc" in webhook_cert_command()
+
+
+@pytest.mark.skipif(__import__("shutil").which("openssl") is None, reason="needs openssl")
+def test_webhook_cert_command_really_produces_a_certificate_and_key() -> None:
+    import subprocess
+
+    from components.kyverno import split_pem, webhook_cert_command
+
+    out = subprocess.run(["sh", "-c", webhook_cert_command()], capture_output=True, text=True, timeout=60, check=True)
+    crt, key = split_pem(out.stdout)
+    assert "-----END CERTIFICATE-----" in crt and "PRIVATE KEY-----" in key
