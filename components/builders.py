@@ -6,24 +6,18 @@ checked is exactly what `pulumi up` creates.
 
 from __future__ import annotations
 
-import copy
-import json
 from collections.abc import Sequence
 from typing import Any
 
-import yaml
-
 from . import approvals as approval_registry
-from . import names
+from . import authz, names
 from .config import Approval, Destination, Team
 
 Obj = dict[str, Any]
 
 SERVICE_ENTRY_API = "networking.istio.io/v1"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
-REFERENCE_GRANT_API = "gateway.networking.k8s.io/v1beta1"
 KGATEWAY_API = "gateway.kgateway.dev/v1alpha1"
-AUTHZ_POLICY_API = "policies.kyverno.io/v1alpha1"
 
 # Fields of the gateway's JSON access log (Envoy command operators).
 ACCESS_LOG_FORMAT: dict[str, str] = {
@@ -47,14 +41,6 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
 }
 
 
-def _meta(name: str, namespace: str | None, team: str | None = None, destination: str | None = None) -> Obj:
-    meta: Obj = {"name": name}
-    if namespace is not None:
-        meta["namespace"] = namespace
-    meta["labels"] = names.labels(team, destination)
-    return meta
-
-
 def resource_name(dest: Destination) -> str:
     """Name shared by a destination's objects in the team namespace."""
     return names.object_name("egress", dest.name)
@@ -64,15 +50,11 @@ def extension_name(dest: Destination) -> str:
     return names.object_name("egress", dest.name, "authz")
 
 
-def policy_name(team: Team, dest: Destination) -> str:
-    return names.object_name("egress", team.name, dest.name)
-
-
 # --- team namespace -------------------------------------------------------------------------
 
 
 def namespace(team: Team) -> Obj:
-    meta = _meta(team.namespace, None, team.name)
+    meta = names.metadata(team.namespace, None, team.name)
     meta["labels"][names.AMBIENT_LABEL] = names.AMBIENT_VALUE
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
@@ -94,7 +76,7 @@ def network_policy(team: Team) -> Obj:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta("egress-only-via-gateway", team.namespace, team.name),
+        "metadata": names.metadata("egress-only-via-gateway", team.namespace, team.name),
         "spec": {
             "podSelector": {},
             "policyTypes": ["Egress"],
@@ -140,7 +122,7 @@ def service_entry(
     }
     if endpoints:
         spec["endpoints"] = [{"address": a} for a in endpoints]
-    meta = _meta(resource_name(dest), team.namespace, team.name, dest.name)
+    meta = names.metadata(resource_name(dest), team.namespace, team.name, dest.name)
     labels, annotations = approval_registry.approval_metadata(approval, today)
     meta["labels"].update(labels)
     if annotations:
@@ -153,7 +135,7 @@ def http_route(team: Team, dest: Destination) -> Obj:
     return {
         "apiVersion": GATEWAY_API,
         "kind": "HTTPRoute",
-        "metadata": _meta(resource_name(dest), team.namespace, team.name, dest.name),
+        "metadata": names.metadata(resource_name(dest), team.namespace, team.name, dest.name),
         "spec": {
             "parentRefs": [
                 {
@@ -189,7 +171,7 @@ def traffic_policy(team: Team, dest: Destination) -> Obj:
     return {
         "apiVersion": KGATEWAY_API,
         "kind": "TrafficPolicy",
-        "metadata": _meta(resource_name(dest), team.namespace, team.name, dest.name),
+        "metadata": names.metadata(resource_name(dest), team.namespace, team.name, dest.name),
         "spec": {
             "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": resource_name(dest)}],
             "timeouts": {"request": dest.timeout},
@@ -213,7 +195,7 @@ def gateway_extension(team: Team, dest: Destination) -> Obj:
     return {
         "apiVersion": KGATEWAY_API,
         "kind": "GatewayExtension",
-        "metadata": _meta(extension_name(dest), team.namespace, team.name, dest.name),
+        "metadata": names.metadata(extension_name(dest), team.namespace, team.name, dest.name),
         "spec": {
             "type": "ExtAuth",
             "extAuth": {
@@ -237,111 +219,10 @@ def backend_tls_policy(team: Team, dest: Destination) -> Obj | None:
     return {
         "apiVersion": KGATEWAY_API,
         "kind": "BackendConfigPolicy",
-        "metadata": _meta(resource_name(dest), team.namespace, team.name, dest.name),
+        "metadata": names.metadata(resource_name(dest), team.namespace, team.name, dest.name),
         "spec": {
             "targetRefs": [{"group": "networking.istio.io", "kind": "Hostname", "name": dest.host}],
             "tls": {"sni": dest.host, "wellKnownCACertificates": "System"},
-        },
-    }
-
-
-def _cel_string(value: str) -> str:
-    """A CEL string literal (JSON escaping is valid CEL escaping for these characters)."""
-    return json.dumps(value)
-
-
-def authz_condition(dest: Destination) -> str:
-    """CEL that is true when the request satisfies every required header of the destination."""
-    terms = []
-    for header, allowed in sorted(dest.authz.require_headers.items()):
-        values = ", ".join(_cel_string(v) for v in allowed)
-        terms.append(f'object.attributes.request.http.headers[?{_cel_string(header)}].orValue("") in [{values}]')
-    return " && ".join(terms)
-
-
-HOST_EXPRESSION = 'object.attributes.request.http.host.split(":")[0]'
-
-
-def authz_policy(team: Team, dest: Destination) -> Obj:
-    """Envoy-mode ValidatingPolicy for one destination.
-
-    The matchCondition on the host makes the policy abstain for every other destination's
-    requests, so one destination's rule never decides another's.
-    """
-    return {
-        "apiVersion": AUTHZ_POLICY_API,
-        "kind": "ValidatingPolicy",
-        "metadata": {"name": policy_name(team, dest), "labels": names.labels(team.name, dest.name)},
-        "spec": {
-            "failurePolicy": "Fail",
-            "evaluation": {"mode": "Envoy"},
-            "matchConditions": [
-                {"name": "destination-host", "expression": f"{HOST_EXPRESSION} == {_cel_string(dest.host)}"}
-            ],
-            "variables": [{"name": "allowed", "expression": authz_condition(dest)}],
-            "validations": [
-                {
-                    "expression": (
-                        "variables.allowed ? envoy.Allowed().Response() : "
-                        f"envoy.Denied(403).WithBody({_cel_string(dest.authz.deny_message)}).Response()"
-                    )
-                }
-            ],
-        },
-    }
-
-
-def default_deny_policy() -> Obj:
-    """Catch-all deny, loaded last: the authz server allows a request no policy matches."""
-    return {
-        "apiVersion": AUTHZ_POLICY_API,
-        "kind": "ValidatingPolicy",
-        "metadata": {"name": names.DEFAULT_DENY_POLICY, "labels": names.labels()},
-        "spec": {
-            "failurePolicy": "Fail",
-            "evaluation": {"mode": "Envoy"},
-            "validations": [
-                {
-                    "expression": (
-                        'envoy.Denied(403).WithBody("No egress destination is configured for this host").Response()'
-                    )
-                }
-            ],
-        },
-    }
-
-
-def policy_file(policy: Obj) -> str:
-    """One policy as the YAML file the authz server loads (libyaml's emitter where available)."""
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    text: str = yaml.dump(policy, Dumper=dumper, sort_keys=False, width=4096)
-    return text
-
-
-def policy_file_name(team: Team, dest: Destination) -> str:
-    return f"{policy_name(team, dest)}.yaml"
-
-
-def authz_configmap(team: Team, destinations: Sequence[Destination]) -> Obj:
-    """The team's authz policies as files, mounted into the authz server's policy directory."""
-    data = {policy_file_name(team, d): policy_file(authz_policy(team, d)) for d in destinations}
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _meta(names.authz_configmap(team.name), names.AUTHZ_NAMESPACE, team.name),
-        "data": data,
-    }
-
-
-def authz_reference_grant(team: Team) -> Obj:
-    """Lets the team's GatewayExtensions reference the authz Service across namespaces."""
-    return {
-        "apiVersion": REFERENCE_GRANT_API,
-        "kind": "ReferenceGrant",
-        "metadata": _meta(names.object_name("egress-authz", team.name), names.AUTHZ_NAMESPACE, team.name),
-        "spec": {
-            "from": [{"group": "gateway.kgateway.dev", "kind": "GatewayExtension", "namespace": team.namespace}],
-            "to": [{"group": "", "kind": "Service", "name": names.AUTHZ_SERVICE}],
         },
     }
 
@@ -370,7 +251,7 @@ def destination_objects(
 
 
 def gateway_namespace() -> Obj:
-    meta = _meta(names.GATEWAY_NAMESPACE, None)
+    meta = names.metadata(names.GATEWAY_NAMESPACE, None)
     meta["labels"][names.AMBIENT_LABEL] = names.AMBIENT_VALUE
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
@@ -380,7 +261,7 @@ def egress_gateway() -> Obj:
     return {
         "apiVersion": GATEWAY_API,
         "kind": "Gateway",
-        "metadata": _meta(names.GATEWAY_NAME, names.GATEWAY_NAMESPACE),
+        "metadata": names.metadata(names.GATEWAY_NAME, names.GATEWAY_NAMESPACE),
         "spec": {
             "gatewayClassName": names.GATEWAY_CLASS,
             "listeners": [
@@ -406,7 +287,7 @@ def access_log_policy() -> Obj:
     return {
         "apiVersion": KGATEWAY_API,
         "kind": "ListenerPolicy",
-        "metadata": _meta(names.ACCESS_LOG_POLICY, names.GATEWAY_NAMESPACE),
+        "metadata": names.metadata(names.ACCESS_LOG_POLICY, names.GATEWAY_NAMESPACE),
         "spec": {
             "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": names.GATEWAY_NAME}],
             "default": {
@@ -415,15 +296,6 @@ def access_log_policy() -> Obj:
                 }
             },
         },
-    }
-
-
-def default_deny_configmap() -> Obj:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _meta(names.authz_configmap("default"), names.AUTHZ_NAMESPACE),
-        "data": {names.DEFAULT_DENY_FILE: policy_file(default_deny_policy())},
     }
 
 
@@ -446,47 +318,6 @@ def team_objects(
         approval = approval_registry.covering(registry, d.host, d.port, team.name)
         objs.extend(destination_objects(team, d, overrides.get(d.name), approval, today))
     if destinations:
-        objs.append(authz_reference_grant(team))
-        objs.append(authz_configmap(team, destinations))
+        objs.append(authz.reference_grant(team))
+        objs.append(authz.team_configmap(team, destinations))
     return objs
-
-
-# --- kyverno authz server ------------------------------------------------------------------------
-
-AUTHZ_POLICY_VOLUME = "egress-authz-policies"
-
-
-def authz_policy_volume(teams: Sequence[str]) -> Obj:
-    """One flat directory from the default-deny ConfigMap and each team's (optional) ConfigMap."""
-    sources: list[Obj] = [{"configMap": {"name": names.authz_configmap("default")}}]
-    sources += [{"configMap": {"name": names.authz_configmap(t), "optional": True}} for t in sorted(set(teams))]
-    return {"name": AUTHZ_POLICY_VOLUME, "projected": {"sources": sources}}
-
-
-def mount_authz_policies(deployment: Obj, teams: Sequence[str]) -> Obj | None:
-    """The authz server Deployment with the policy directory mounted; None for other Deployments.
-
-    The 0.4.0 chart has no values for extra volumes, so the program patches its Deployment.
-    """
-    template = deployment.get("spec", {}).get("template", {})
-    if template.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component") != "authz-server":
-        return None
-    out: Obj = copy.deepcopy(deployment)
-    pod = out["spec"]["template"]["spec"]
-    pod["volumes"] = [*pod.get("volumes", []), authz_policy_volume(teams)]
-    for container in pod["containers"]:
-        mount = {"name": AUTHZ_POLICY_VOLUME, "mountPath": names.AUTHZ_POLICY_DIR, "readOnly": True}
-        container["volumeMounts"] = [*container.get("volumeMounts", []), mount]
-    return out
-
-
-def authz_values(webhook_crt: Any, webhook_key: Any) -> Obj:
-    """kyverno-authz-server values: policies from files only (Kyverno's admission webhook rejects
-    Envoy-mode ValidatingPolicies, so they cannot live in the cluster as objects)."""
-    return {
-        "config": {
-            "type": "envoy",
-            "sources": {"kube": False, "external": [f"file://{names.AUTHZ_POLICY_DIR}"]},
-        },
-        "validatingWebhookConfiguration": {"certificates": {"static": {"crt": webhook_crt, "key": webhook_key}}},
-    }

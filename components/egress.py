@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pulumi
 
 from . import approvals as registry
-from . import builders, k8s
+from . import authz, builders, k8s
 from .config import Approval, Destination, Team
 
 # Platform pieces each kind of object needs first, by kind (CRDs, webhooks, the mesh). Team stacks
@@ -107,9 +107,9 @@ class TeamEgress(pulumi.ComponentResource):
             "destinations": {d.name: path.approved for d, path in zip(args.destinations, self.paths, strict=True)},
         }
         if args.destinations:
-            grant = builders.authz_reference_grant(team)
+            grant = authz.reference_grant(team)
             self.reference_grant = k8s.create(f"{name}-referencegrant", grant, _opts(self, "ReferenceGrant", needs))
-            files = builders.authz_configmap(team, args.destinations)
+            files = authz.team_configmap(team, args.destinations)
             self.authz_policies = k8s.create(f"{name}-authz-policies", files, _opts(self, "ConfigMap", needs))
             outputs["authzConfigMap"] = files["metadata"]["name"]
         self.register_outputs(outputs)

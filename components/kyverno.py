@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from . import builders, names, versions
+from . import authz, names, versions
 from . import k8s as objects
 from .helm import Chart, release
 
@@ -79,7 +79,7 @@ class KyvernoAuthz(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
-        self.default_deny = objects.create(f"{name}-default-deny", builders.default_deny_configmap(), in_ns)
+        self.default_deny = objects.create(f"{name}-default-deny", authz.default_deny_configmap(), in_ns)
         cert = command.local.Command(
             f"{name}-webhook-cert",
             create=webhook_cert_command(),
@@ -93,7 +93,7 @@ class KyvernoAuthz(pulumi.ComponentResource):
         def mount(t: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
             if t.type_ != "kubernetes:apps/v1:Deployment":
                 return None
-            patched = builders.mount_authz_policies(dict(t.props), teams)
+            patched = authz.mount_policies(dict(t.props), teams)
             return None if patched is None else pulumi.ResourceTransformResult(props=patched, opts=t.opts)
 
         self.chart = k8s.helm.v4.Chart(
@@ -102,7 +102,7 @@ class KyvernoAuthz(pulumi.ComponentResource):
             version=args.chart_version,
             namespace=names.AUTHZ_NAMESPACE,
             repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=versions.KYVERNO_AUTHZ_REPO),
-            values=builders.authz_values(pem[0], pem[1]),
+            values=authz.chart_values(pem[0], pem[1]),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.default_deny], transforms=[mount]),
         )
         self.address = f"{names.AUTHZ_SERVICE}.{names.AUTHZ_NAMESPACE}.svc.cluster.local:{names.AUTHZ_GRPC_PORT}"

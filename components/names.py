@@ -7,6 +7,7 @@ for DNS labels (RFC 1123); annotation keys are `prefix/name`.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 PROJECT = "egress"
 
@@ -60,6 +61,17 @@ def labels(team: str | None = None, destination: str | None = None) -> dict[str,
     if destination:
         out[DESTINATION_LABEL] = destination
     return out
+
+
+def metadata(
+    name: str, namespace: str | None, team: str | None = None, destination: str | None = None
+) -> dict[str, Any]:
+    """Object metadata with the common labels (namespace omitted for cluster-scoped objects)."""
+    meta: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    meta["labels"] = labels(team, destination)
+    return meta
 
 
 def object_name(*parts: str, limit: int = 63) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from . import builders, config
+from . import authz, builders, config
 from .config import ConfigError, StackConfig
 from .rules import admission_cluster_policy
 
@@ -45,7 +45,7 @@ def stack_objects(
     overrides: dict[str, Sequence[Any]] = {}
     if cfg.platform is not None:
         objs += builders.gateway_objects()
-        objs.append(builders.default_deny_configmap())
+        objs.append(authz.default_deny_configmap())
         objs.append(admission_cluster_policy())
         if cfg.platform.ollama.enabled:
             overrides[cfg.platform.ollama.destination] = [OLLAMA_ADDRESS_PLACEHOLDER]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components import builders, config
+from components import authz, config
 from components.config import ConfigError, Destination, StackConfig, Team
 from components.render import load_stack_file
 
@@ -101,7 +101,7 @@ class Sandbox:
         """The policy files of the ConfigMaps the program creates, byte for byte, in one flat directory."""
         d = self.work / "policies"
         d.mkdir()
-        configmaps = [builders.authz_configmap(self.team, self.destinations), builders.default_deny_configmap()]
+        configmaps = [authz.team_configmap(self.team, self.destinations), authz.default_deny_configmap()]
         for cm in configmaps:
             for name, text in cm["data"].items():
                 (d / name).write_text(text)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from components import builders, config
+from components import authz, config
 from components.render import load_stack_file
 
 from . import kyverno_cli
@@ -29,9 +29,9 @@ def _policies() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     payments = config.parse(load_stack_file(ROOT / "Pulumi.team-payments.yaml"))
     assert dev.team is not None and payments.team is not None
     return (
-        builders.authz_policy(dev.team, dev.destinations[0]),
-        builders.authz_policy(payments.team, payments.destinations[0]),
-        builders.default_deny_policy(),
+        authz.destination_policy(dev.team, dev.destinations[0]),
+        authz.destination_policy(payments.team, payments.destinations[0]),
+        authz.default_deny_policy(),
     )
 
 

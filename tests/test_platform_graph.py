@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components import builders, config, names, platform, versions
+from components import authz, config, names, platform, versions
 from components.render import load_stack_file
 
 from . import mockgraph
@@ -246,7 +246,7 @@ def test_authz_deployment_gets_the_policy_directory() -> None:
             }
         },
     }
-    patched = builders.mount_authz_policies(deployment, ["ml", "research"])
+    patched = authz.mount_policies(deployment, ["ml", "research"])
     assert patched is not None
     pod = patched["spec"]["template"]["spec"]
     sources = pod["volumes"][0]["projected"]["sources"]
@@ -258,7 +258,7 @@ def test_authz_deployment_gets_the_policy_directory() -> None:
     assert sources[0]["configMap"].get("optional") is None  # the default deny must exist
     assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == names.AUTHZ_POLICY_DIR
     other = {"kind": "Deployment", "spec": {"template": {"metadata": {"labels": {"app": "webhook"}}}}}
-    assert builders.mount_authz_policies(other, ["ml"]) is None
+    assert authz.mount_policies(other, ["ml"]) is None
 
 
 @pytest.mark.parametrize("kind_name", ["egress-dev"])

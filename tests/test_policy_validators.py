@@ -20,7 +20,7 @@ from pulumi_policy import (
     StackValidationArgs,
 )
 
-from components import builders, config, names
+from components import authz, builders, config, names
 from components.render import load_stack_file
 
 from .conftest import ROOT, TODAY
@@ -146,7 +146,7 @@ def test_gateway_extension_fails_closed_unless_allowed() -> None:
 def test_authz_policy_files_fail_closed() -> None:
     cfg = _dev()
     assert cfg.team is not None
-    cm = builders.authz_configmap(cfg.team, cfg.destinations)
+    cm = authz.team_configmap(cfg.team, cfg.destinations)
     assert _run(pack.fail_closed_authz_policies, _args(pack.CONFIG_MAP, cm)) == []
     bad = copy.deepcopy(cm)
     key = next(iter(bad["data"]))
