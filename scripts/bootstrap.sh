@@ -76,17 +76,27 @@ go_wrapper() {
   } > "$dir/go.mod"
 }
 
+# wrapper_build OUT MODULE VERSION PACKAGE LDFLAGS [MODULE@VERSION...]: build PACKAGE of MODULE at
+# VERSION in a throwaway wrapper module (extra requirements pin sibling modules to the same release).
+wrapper_build() {
+  local out=$1 module=$2 version=$3 pkg=$4 ldflags=$5 dir
+  shift 5
+  dir="$CACHE/build/${module//\//_}@$version"
+  go_wrapper "$dir" "$module@$version"
+  (
+    cd "$dir"
+    GOFLAGS=-mod=mod go get "$pkg@$version" "$@" >"$dir/get.log" 2>&1 || { cat "$dir/get.log" >&2; exit 1; }
+    GOFLAGS=-mod=mod go build -trimpath -o "$out.tmp" -ldflags "$ldflags" "$pkg" >&2
+  )
+  mv "$out.tmp" "$out"
+}
+
 build_pulumi() {
-  local out=$1 dir="$CACHE/build/pulumi-v$PULUMI_VERSION"
   need_go "the Pulumi CLI"
   log "building the Pulumi CLI v$PULUMI_VERSION from github.com/pulumi/pulumi/pkg/v3 (a few minutes, once)"
-  go_wrapper "$dir" "github.com/pulumi/pulumi/pkg/v3@v$PULUMI_VERSION"
-  (cd "$dir" && { GOFLAGS=-mod=mod go get "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi@v$PULUMI_VERSION" \
-      "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION" >"$dir/get.log" 2>&1 || { cat "$dir/get.log" >&2; exit 1; }; } \
-    && GOFLAGS=-mod=mod go build -trimpath -o "$out.tmp" \
-      -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" \
-      github.com/pulumi/pulumi/pkg/v3/cmd/pulumi >&2)
-  mv "$out.tmp" "$out"
+  wrapper_build "$1" github.com/pulumi/pulumi/pkg/v3 "v$PULUMI_VERSION" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi \
+    "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" \
+    "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION"
 }
 
 build_kubernetes() {
@@ -113,14 +123,9 @@ build_kubernetes() {
 }
 
 build_kyverno() {
-  local out=$1 dir="$CACHE/build/kyverno-$KYVERNO_VERSION"
   need_go "the Kyverno CLI"
   log "building the Kyverno CLI $KYVERNO_VERSION from github.com/kyverno/kyverno (several minutes, once)"
-  go_wrapper "$dir" "github.com/kyverno/kyverno@$KYVERNO_VERSION"
-  (cd "$dir" && GOFLAGS=-mod=mod go get "github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno@$KYVERNO_VERSION" >"$dir/get.log" 2>&1 \
-    || { cat "$dir/get.log" >&2; exit 1; }
-   GOFLAGS=-mod=mod go build -trimpath -o "$out.tmp" github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno >&2)
-  mv "$out.tmp" "$out"
+  wrapper_build "$1" github.com/kyverno/kyverno "$KYVERNO_VERSION" github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno ""
 }
 
 ensure_kyverno() {
