@@ -75,9 +75,10 @@ class ExistingCluster(pulumi.ComponentResource):
     """The same outputs as KindCluster for a cluster the stack does not own."""
 
     def __init__(self, name: str, args: ExistingClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        kubeconfig = read_kubeconfig()  # before registering anything: a missing file is a config error
         super().__init__("egress:index:ExistingCluster", name, {}, opts)
         self.cluster_name = args.context or "current-context"
-        self.kubeconfig = pulumi.Output.secret(read_kubeconfig())
+        self.kubeconfig = pulumi.Output.secret(kubeconfig)
         self.provider = k8s.Provider(
             f"{name}-provider",
             kubeconfig=self.kubeconfig,

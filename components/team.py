@@ -18,7 +18,6 @@ RENDER_STACK_SUFFIX = "-render"
 
 def build(cfg: StackConfig, today: dt.date) -> TeamEgress | None:
     assert cfg.platform_stack is not None
-    platform = pulumi.StackReference("platform", stack_name=cfg.platform_stack)
     # GitOps mode (`make render`): the provider writes manifests to this directory instead of
     # applying them; the objects are exactly those `pulumi up` would create.
     render_dir = os.environ.get(RENDER_DIR_ENV)
@@ -27,13 +26,14 @@ def build(cfg: StackConfig, today: dt.date) -> TeamEgress | None:
         raise ConfigError(
             f"{pulumi.get_stack()}: render stacks run only through `make render` ({RENDER_DIR_ENV} unset)"
         )
+    if cfg.team is None:
+        return None
+    platform = pulumi.StackReference("platform", stack_name=cfg.platform_stack)
     if render_dir:
         provider = k8s.Provider("platform-cluster", render_yaml_to_directory=render_dir)
     else:
         provider = k8s.Provider("platform-cluster", kubeconfig=platform.require_output("kubeconfig"))
     approvals = platform.get_output("approvals").apply(registry.from_output)
-    if cfg.team is None:
-        return None
     team = TeamEgress(
         f"team-{cfg.team.name}",
         TeamEgressArgs(team=cfg.team, destinations=cfg.destinations, approvals=approvals, today=today),
