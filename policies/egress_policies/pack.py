@@ -30,7 +30,6 @@ CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 HELM_CHART = "kubernetes:helm.sh/v4:Chart"
 DOCKER_IMAGE = "docker:index/remoteImage:RemoteImage"
-KIND_COMMAND = "command:local:Command"
 
 
 def _is(type_: str, kind: tuple[str, str]) -> bool:
