@@ -22,8 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from components import config
-from components.render import load_stack_file
+from components.render import load_stack
 from sandbox.__main__ import Sandbox, allowed_headers
 
 
@@ -78,7 +77,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--workers", type=int, default=8)
     a = ap.parse_args()
-    cfg = config.parse(load_stack_file(Path(a.stack)))
+    cfg = load_stack(Path(a.stack))
     assert cfg.team is not None
     dest = cfg.destinations[0]
     authz = os.environ.get("KYVERNO_AUTHZ_BIN") or None

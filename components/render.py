@@ -37,6 +37,11 @@ def load_stack_file(path: Path) -> dict[str, Any]:
     return {k[len(prefix) :]: v for k, v in values.items() if isinstance(k, str) and k.startswith(prefix)}
 
 
+def load_stack(path: Path) -> StackConfig:
+    """A stack file's validated `egress:*` config."""
+    return config.parse(load_stack_file(path))
+
+
 def stack_objects(
     cfg: StackConfig, today: dt.date, registry: list[config.Approval] | None = None
 ) -> list[dict[str, Any]]:
@@ -73,10 +78,10 @@ def dump(objs: Sequence[dict[str, Any]]) -> str:
 
 def render(path: Path, today: dt.date | None = None, platform_file: Path | None = None) -> str:
     """YAML of the stack's objects; a team stack's approvals come from the platform's stack file."""
-    cfg = config.parse(load_stack_file(path))
+    cfg = load_stack(path)
     registry = None
     if platform_file is not None:
-        registry = list(config.parse(load_stack_file(platform_file)).approvals)
+        registry = list(load_stack(platform_file).approvals)
     return dump(stack_objects(cfg, today or dt.date.today(), registry))
 
 

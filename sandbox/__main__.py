@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components import authz, config
+from components import authz
 from components.config import ConfigError, Destination, StackConfig, Team
-from components.render import load_stack_file
+from components.render import load_stack
 
 from . import envoy_config
 from .upstream import StandIn
@@ -297,7 +297,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m sandbox Pulumi.<stack>.yaml", file=sys.stderr)
         return 2
     try:
-        team, destinations, ollama = _team_and_destinations(config.parse(load_stack_file(Path(argv[0]))))
+        team, destinations, ollama = _team_and_destinations(load_stack(Path(argv[0])))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from components import config
-from components.render import load_stack_file
+from components.render import load_stack
 
 
 def _plugin_installed(name: str, version: str) -> bool:
@@ -34,7 +34,7 @@ def missing(stack: str) -> str | None:
     path = Path(f"Pulumi.{stack}.yaml")
     if not path.exists():
         return f"{path} does not exist: create it (see README, 'Stacks')"
-    cfg = config.parse(load_stack_file(path))
+    cfg = load_stack(path)
     if cfg.platform is None:
         return None
     needs_docker = cfg.platform.cluster.mode == "kind" or cfg.platform.ollama.enabled

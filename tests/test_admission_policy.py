@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from components import builders, config, names
-from components.render import load_stack_file
+from components import builders, names
+from components.render import load_stack
 from components.rules import CLUSTER_POLICY_NAME, admission_cluster_policy, check_service_entry
 
 from . import kyverno_cli
@@ -21,7 +21,7 @@ from .schemas import CelReport, SchemaIndex, validate
 
 
 def _entries() -> dict[str, dict[str, Any]]:
-    cfg = config.parse(load_stack_file(ROOT / "Pulumi.dev.yaml"))
+    cfg = load_stack(ROOT / "Pulumi.dev.yaml")
     assert cfg.team is not None
     dest = cfg.destinations[0]
     today = dt.date.today()

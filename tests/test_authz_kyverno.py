@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from components import authz, config
-from components.render import load_stack_file
+from components import authz
+from components.render import load_stack
 
 from . import kyverno_cli
 from .conftest import ROOT
@@ -25,8 +25,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def _policies() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    dev = config.parse(load_stack_file(ROOT / "Pulumi.dev.yaml"))
-    payments = config.parse(load_stack_file(ROOT / "Pulumi.team-payments.yaml"))
+    dev = load_stack(ROOT / "Pulumi.dev.yaml")
+    payments = load_stack(ROOT / "Pulumi.team-payments.yaml")
     assert dev.team is not None and payments.team is not None
     return (
         authz.destination_policy(dev.team, dev.destinations[0]),

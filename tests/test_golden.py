@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components import config
-from components.render import dump, load_stack_file, stack_objects
+from components.render import dump, load_stack, stack_objects
 
 from .conftest import ROOT, STACK_FILES, TODAY
 
@@ -19,9 +18,9 @@ GOLDEN = ROOT / "tests" / "golden"
 
 
 def rendered(path: Path) -> str:
-    cfg = config.parse(load_stack_file(path))
+    cfg = load_stack(path)
     # Team stacks take the approval registry from the platform stack.
-    registry = list(config.parse(load_stack_file(ROOT / "Pulumi.dev.yaml")).approvals)
+    registry = list(load_stack(ROOT / "Pulumi.dev.yaml").approvals)
     return dump(stack_objects(cfg, TODAY, None if cfg.is_platform else registry))
 
 

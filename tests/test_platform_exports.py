@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pulumi
 
-from components import config, platform
-from components.render import load_stack_file
+from components import platform
+from components.render import load_stack
 
 from . import mockgraph
 from .conftest import ROOT, TODAY
@@ -18,7 +18,7 @@ def platform_export_names() -> set[str]:
     pulumi.export = lambda name, value: exported.__setitem__(name, value)
     try:
         mockgraph.install(mockgraph.Graph())
-        platform.build(config.parse(load_stack_file(ROOT / "Pulumi.dev.yaml")), TODAY)
+        platform.build(load_stack(ROOT / "Pulumi.dev.yaml"), TODAY)
     finally:
         pulumi.export = original
     return set(exported)

@@ -10,7 +10,7 @@ import pulumi
 import pytest
 
 from components import authz, config, names, platform, versions
-from components.render import load_stack_file
+from components.render import load_stack
 
 from . import mockgraph
 from .conftest import ROOT, TODAY
@@ -22,7 +22,7 @@ GRAPH = mockgraph.Graph()
 def _build(check: Callable[[mockgraph.Graph], None], raw: dict[str, Any] | None = None) -> pulumi.Output[None]:
     GRAPH.nodes.clear()
     mockgraph.install(GRAPH)  # other modules install their own mocks; take the runtime back
-    cfg = config.parse(raw if raw is not None else load_stack_file(ROOT / "Pulumi.dev.yaml"))
+    cfg = config.parse(raw) if raw is not None else load_stack(ROOT / "Pulumi.dev.yaml")
     built = platform.build(cfg, TODAY)
     urns = [r.urn for r in mockgraph.resources(built)]
     return pulumi.Output.all(*urns).apply(lambda _: check(GRAPH))
@@ -227,7 +227,7 @@ def test_existing_mode_uses_a_context_and_no_kind(tmp_path_factory: Any = None) 
 
 
 def test_platform_outputs_name_what_a_person_uses() -> None:
-    cfg = config.parse(load_stack_file(ROOT / "Pulumi.dev.yaml"))
+    cfg = load_stack(ROOT / "Pulumi.dev.yaml")
     cmds = platform.try_commands(cfg, "kind-egress-dev", "egress-ollama")
     assert set(cmds) == {"allowed", "denied", "retries", "accessLog"}
     assert "-H 'x-force-authorized: true'" in cmds["allowed"]

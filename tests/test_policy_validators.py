@@ -21,7 +21,7 @@ from pulumi_policy import (
 )
 
 from components import authz, builders, config, names
-from components.render import load_stack_file
+from components.render import load_stack
 
 from .conftest import ROOT, TODAY
 
@@ -43,7 +43,7 @@ def _run(fn: Callable[..., None], args: Any) -> list[str]:
 
 
 def _dev() -> config.StackConfig:
-    return config.parse(load_stack_file(ROOT / "Pulumi.dev.yaml"))
+    return load_stack(ROOT / "Pulumi.dev.yaml")
 
 
 def _approved_entry() -> dict[str, Any]:

@@ -13,8 +13,7 @@ import sys
 
 import pytest
 
-from components import config
-from components.render import load_stack_file
+from components.render import load_stack
 from sandbox import envoy_config
 
 from .conftest import ROOT
@@ -56,7 +55,7 @@ def test_sandbox_bad_config_is_one_line(tmp_path: object) -> None:
 
 
 def test_envoy_translation_mirrors_the_traffic_policy() -> None:
-    cfg = config.parse(load_stack_file(ROOT / "Pulumi.dev.yaml"))
+    cfg = load_stack(ROOT / "Pulumi.dev.yaml")
     assert cfg.team is not None
     dest = cfg.destinations[0]
     vhost = envoy_config.virtual_host(cfg.team, dest)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components import builders, config
-from components.render import load_stack_file, stack_objects
+from components import builders
+from components.render import load_stack, stack_objects
 
 from .conftest import STACK_FILES, TODAY
 from .schemas import CelReport, SchemaIndex, validate
@@ -25,7 +25,7 @@ def index(crds_dir: Path) -> SchemaIndex:
 
 
 def _objects(path: Path) -> list[dict[str, Any]]:
-    cfg = config.parse(load_stack_file(path))
+    cfg = load_stack(path)
     objs = stack_objects(cfg, TODAY)
     # Authz policies travel as files in ConfigMaps: check each file as the object it is.
     for o in list(objs):
@@ -67,7 +67,7 @@ def test_kinds_covered(index: SchemaIndex) -> None:
 
 
 def _gateway_extension() -> dict[str, Any]:
-    cfg = config.parse(load_stack_file(STACK_FILES[0]))
+    cfg = load_stack(STACK_FILES[0])
     assert cfg.team is not None
     return builders.gateway_extension(cfg.team, cfg.destinations[0])
 
@@ -88,7 +88,7 @@ def test_cel_rule_violation_is_reported(index: SchemaIndex) -> None:
 
 
 def test_bad_duration_is_caught_by_the_crd_rule(index: SchemaIndex) -> None:
-    cfg = config.parse(load_stack_file(STACK_FILES[0]))
+    cfg = load_stack(STACK_FILES[0])
     assert cfg.team is not None
     obj = copy.deepcopy(builders.traffic_policy(cfg.team, cfg.destinations[0]))
     obj["spec"]["timeouts"]["request"] = "1.5s"
