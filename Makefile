@@ -71,7 +71,7 @@ sandbox: tools
 # The objects a stack creates directly, from its config file alone (no engine, no state).
 print:
 	@$(MAKE) --no-print-directory tools
-	@$(ENV) python -m components.render Pulumi.$(STACK).yaml
+	@$(ENV) python -m components.manifests Pulumi.$(STACK).yaml
 
 lint: tools
 	@$(ENV) ruff check . && $(ENV) ruff format --check .

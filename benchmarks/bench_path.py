@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from components.render import load_stack
+from components.settings.stackfile import load_stack
 from sandbox.__main__ import Sandbox, allowed_headers
 
 

@@ -1,1 +1,2 @@
-"""Governed egress as code: Pulumi components and pure manifest builders."""
+"""Governed egress as code, in layers: settings (config, names, pins) -> manifests (pure dicts) ->
+platform and team components (Pulumi) -> program (the two stack roles)."""

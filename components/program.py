@@ -8,8 +8,10 @@ from typing import Any
 
 import pulumi
 
-from . import config, platform, team
-from .config import ConfigError
+from .platform import stack as platform_stack
+from .settings import config
+from .settings.config import ConfigError
+from .team import stack as team_stack
 
 
 def read_config() -> dict[str, Any]:
@@ -31,7 +33,7 @@ def read_config() -> dict[str, Any]:
 def main() -> None:
     try:
         cfg = config.parse(read_config())
-        (platform.build if cfg.is_platform else team.build)(cfg, dt.date.today())
+        (platform_stack.build if cfg.is_platform else team_stack.build)(cfg, dt.date.today())
     except ConfigError as exc:
         # One line, no traceback; raised before any resource is registered.
         raise pulumi.RunError(str(exc)) from None

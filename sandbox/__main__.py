@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components import authz
-from components.config import ConfigError, Destination, StackConfig, Team
-from components.render import load_stack
+from components.manifests import authz
+from components.settings.config import ConfigError, Destination, StackConfig, Team
+from components.settings.stackfile import load_stack
 
 from . import envoy_config
 from .upstream import StandIn

@@ -27,8 +27,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from components import builders
-from components.config import Destination, Team, duration_ms
+from components.manifests import destination as builders
+from components.manifests.gateway import ACCESS_LOG_FORMAT
+from components.settings.config import Destination, Team, duration_ms
 
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
 _TYPES = "type.googleapis.com/envoy"
@@ -148,7 +149,7 @@ def listener(
                                     "typed_config": {
                                         "@type": FILE_LOG_TYPE,
                                         "path": access_log,
-                                        "log_format": {"json_format": dict(builders.ACCESS_LOG_FORMAT)},
+                                        "log_format": {"json_format": dict(ACCESS_LOG_FORMAT)},
                                     },
                                 }
                             ],

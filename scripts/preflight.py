@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from components import config
-from components.render import load_stack
+from components.settings import config
+from components.settings.stackfile import load_stack
 
 
 def _plugin_installed(name: str, version: str) -> bool:

@@ -10,10 +10,8 @@ import pulumi
 from pulumi.runtime.mocks import MockMonitor
 
 KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n"
-PEM = (
-    "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
-    "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n"
-)
+PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
+CERTIFICATE = "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n"
 
 
 @dataclass
@@ -74,7 +72,9 @@ class EgressMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = dict(args.inputs)
         if args.typ == "command:local:Command":
-            outputs["stdout"] = KUBECONFIG if "kind" in args.name else PEM
+            outputs["stdout"] = KUBECONFIG
+        if args.typ == "pulumi-python:dynamic:Resource":  # the webhook certificate
+            outputs.update(crt=CERTIFICATE, key=PRIVATE_KEY)
         if args.typ == "docker:index/container:Container":
             outputs["networkDatas"] = [{"networkName": "kind", "ipAddress": "172.18.0.9"}]
         if args.typ == "docker:index/remoteImage:RemoteImage":

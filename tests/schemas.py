@@ -18,17 +18,12 @@ import celpy.adapter
 import jsonschema
 import yaml
 
+from components.settings.versions import crd_globs
+
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-# Which CRD bundle serves which API group, relative to the CRD folder (the pinned versions).
-CRD_FILES = {
-    "gateway.networking.k8s.io": "gateway-api/v1.6.1/standard/*.yaml",
-    "networking.istio.io": "istio/1.30.3/crd-all.gen.yaml",
-    "gateway.kgateway.dev": "kgateway/v2.4.3/*.yaml",
-    "kyverno.io": "kyverno/v1.19.0/kyverno/*.yaml",
-    # Envoy-mode policies are loaded by the authz server, which bundles this CRD version.
-    "policies.kyverno.io": "kyverno-authz/v0.4.0/policies.kyverno.io_validatingpolicies.yaml",
-}
+# Which CRD files serve which API group: derived from the pins.
+CRD_FILES = crd_globs()
 
 
 @dataclass

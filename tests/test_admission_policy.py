@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 
-from components import builders, names
-from components.render import load_stack
-from components.rules import CLUSTER_POLICY_NAME, admission_cluster_policy, check_service_entry
+from components.manifests import destination as builders
+from components.manifests.admission import CLUSTER_POLICY_NAME
+from components.manifests.admission import cluster_policy as admission_cluster_policy
+from components.manifests.rules import check_service_entry
+from components.settings import names
+from components.settings.stackfile import load_stack
 
 from . import kyverno_cli
 from .conftest import ROOT

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from components import authz
-from components.render import load_stack
+from components.manifests import authz
+from components.settings.stackfile import load_stack
 
 from . import kyverno_cli
 from .conftest import ROOT

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from components import config
-from components.config import ConfigError
+from components.settings import config
+from components.settings.config import ConfigError
 
 from .conftest import ROOT
 
@@ -41,12 +41,12 @@ def test_safe_defaults() -> None:
 
 
 def test_platform_defaults_are_the_pins() -> None:
-    from components import versions
+    from components.settings import versions
 
     p = config.parse({"platform": {}}).platform
     assert p is not None
     assert p.cluster.mode == "kind" and p.cluster.name == "egress-dev"
-    assert p.versions.pins() == versions.Pins()
+    assert p.versions == versions.Pins()
 
 
 def test_header_names_are_lowercased() -> None:
@@ -152,7 +152,7 @@ def test_duration_arithmetic() -> None:
 @pytest.mark.parametrize("path", ["Pulumi.dev.yaml", "Pulumi.team-research.yaml", "Pulumi.team-payments.yaml"])
 def test_render_cli_succeeds_on_examples(path: str) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "components.render", path], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "components.manifests", path], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("\nkind: ServiceEntry") + out.stdout.startswith("kind: ServiceEntry") >= 1
@@ -162,7 +162,7 @@ def test_render_cli_bad_config_is_one_line_without_traceback(tmp_path: Any) -> N
     bad = tmp_path / "Pulumi.bad.yaml"
     bad.write_text((ROOT / "Pulumi.team-payments.yaml").read_text().replace("port: 8080", "port: 0"))
     out = subprocess.run(
-        [sys.executable, "-m", "components.render", str(bad)], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "components.manifests", str(bad)], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert out.returncode == 1
     assert out.stdout == ""

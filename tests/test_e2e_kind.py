@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from components import names
+from components.settings import names
 from scripts.preflight import missing
 
 from .conftest import ROOT

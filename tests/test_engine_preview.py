@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from components import config
-from components.team import RENDER_DIR_ENV
+from components.settings import config
+from components.settings.names import RENDER_DIR_ENV
 
 from .conftest import ROOT
 from .engine import Engine, pulumi_bin

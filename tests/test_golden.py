@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from components.render import dump, load_stack, stack_objects
+from components.manifests.stack import stack_objects
+from components.manifests.yamltext import dump
+from components.settings.stackfile import load_stack
 
 from .conftest import ROOT, STACK_FILES, TODAY
 
@@ -21,7 +23,7 @@ def rendered(path: Path) -> str:
     cfg = load_stack(path)
     # Team stacks take the approval registry from the platform stack.
     registry = list(load_stack(ROOT / "Pulumi.dev.yaml").approvals)
-    return dump(stack_objects(cfg, TODAY, None if cfg.is_platform else registry))
+    return dump(stack_objects(cfg, TODAY, None if cfg.is_platform else registry).all())
 
 
 @pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pulumi
 
-from components import platform
-from components.render import load_stack
+from components.platform import stack as platform
+from components.settings.stackfile import load_stack
 
 from . import mockgraph
 from .conftest import ROOT, TODAY

@@ -9,8 +9,10 @@ from typing import Any
 import pulumi
 import pytest
 
-from components import authz, config, names, platform, versions
-from components.render import load_stack
+from components.manifests import authz
+from components.platform import stack as platform
+from components.settings import config, names, versions
+from components.settings.stackfile import load_stack
 
 from . import mockgraph
 from .conftest import ROOT, TODAY
@@ -263,7 +265,7 @@ def test_authz_deployment_gets_the_policy_directory() -> None:
 
 @pytest.mark.parametrize("kind_name", ["egress-dev"])
 def test_kind_command_creates_and_deletes_the_named_cluster(kind_name: str) -> None:
-    from components.cluster import kind_create_command
+    from components.platform.cluster import kind_create_command
 
     cmd = kind_create_command(kind_name, versions.KIND_NODE_IMAGE)
     assert cmd.startswith(f"kind create cluster --name {kind_name} --image {versions.KIND_NODE_IMAGE}")
@@ -274,23 +276,17 @@ def test_today_is_a_date() -> None:
     assert isinstance(TODAY, dt.date)
 
 
-def test_webhook_pem_is_split_into_certificate_and_key() -> None:
-    from components.kyverno import split_pem, webhook_cert_command
-
-    crt, key = split_pem(mockgraph.PEM)
-    assert crt.startswith("-----BEGIN CERTIFICATE-----") and crt.rstrip().endswith("-----END CERTIFICATE-----")
-    assert key.startswith("-----BEGIN PRIVATE KEY-----")
-    with pytest.raises(ValueError, match="no certificate and key"):
-        split_pem("nothing")
-    assert "subjectAltName=DNS:kyverno-authz-server-validation.kyverno-authz.svc" in webhook_cert_command()
-
-
 @pytest.mark.skipif(__import__("shutil").which("openssl") is None, reason="needs openssl")
-def test_webhook_cert_command_really_produces_a_certificate_and_key() -> None:
+def test_webhook_certificate_is_a_real_certificate_and_key_for_the_webhook_host() -> None:
     import subprocess
 
-    from components.kyverno import split_pem, webhook_cert_command
+    from components.platform.authz_server import WEBHOOK_HOST
+    from components.platform.webhook_cert import is_certificate_and_key, openssl_self_signed
 
-    out = subprocess.run(["sh", "-c", webhook_cert_command()], capture_output=True, text=True, timeout=60, check=True)
-    crt, key = split_pem(out.stdout)
-    assert "-----END CERTIFICATE-----" in crt and "PRIVATE KEY-----" in key
+    crt, key = openssl_self_signed(WEBHOOK_HOST, days=1)
+    assert is_certificate_and_key(crt, key)
+    assert not is_certificate_and_key(crt, "")
+    text = subprocess.run(
+        ["openssl", "x509", "-noout", "-text"], input=crt, capture_output=True, text=True, check=True
+    ).stdout
+    assert f"DNS:{WEBHOOK_HOST}" in text

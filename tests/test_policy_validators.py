@@ -20,8 +20,10 @@ from pulumi_policy import (
     StackValidationArgs,
 )
 
-from components import authz, builders, config, names
-from components.render import load_stack
+from components.manifests import authz
+from components.manifests import destination as builders
+from components.settings import config, names
+from components.settings.stackfile import load_stack
 
 from .conftest import ROOT, TODAY
 

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from components.render import load_stack
+from components.settings.stackfile import load_stack
 from sandbox import envoy_config
 
 from .conftest import ROOT

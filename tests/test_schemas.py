@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components import builders
-from components.render import load_stack, stack_objects
+from components.manifests import destination as builders
+from components.manifests.stack import stack_objects
+from components.settings.stackfile import load_stack
 
 from .conftest import STACK_FILES, TODAY
 from .schemas import CelReport, SchemaIndex, validate
@@ -26,7 +27,7 @@ def index(crds_dir: Path) -> SchemaIndex:
 
 def _objects(path: Path) -> list[dict[str, Any]]:
     cfg = load_stack(path)
-    objs = stack_objects(cfg, TODAY)
+    objs = stack_objects(cfg, TODAY).all()
     # Authz policies travel as files in ConfigMaps: check each file as the object it is.
     for o in list(objs):
         if o["kind"] == "ConfigMap":

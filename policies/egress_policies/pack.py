@@ -16,8 +16,9 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from components import names, rules
-from components.config import MAX_RETRY_ATTEMPTS
+from components.manifests import rules
+from components.settings import names, versions
+from components.settings.config import MAX_RETRY_ATTEMPTS
 
 PACK_NAME = "egress-governance"
 ENFORCEMENT_LEVEL = EnforcementLevel.MANDATORY
@@ -131,9 +132,9 @@ def bounded_retries_and_timeouts(args: ResourceValidationArgs, report: ReportVio
 def pinned_versions(args: ResourceValidationArgs, report: ReportViolation) -> None:
     props = args.props
     chart = args.resource_type in (HELM_RELEASE, HELM_CHART)
-    if chart and not rules.is_pinned_chart_version(props.get("version")):
+    if chart and not versions.is_pinned_version(props.get("version")):
         report(f"Helm chart {props.get('chart')} must pin an exact version, got {props.get('version')!r}", None)
-    if args.resource_type == DOCKER_IMAGE and not rules.is_pinned_image(props.get("name")):
+    if args.resource_type == DOCKER_IMAGE and not versions.is_pinned_image(props.get("name")):
         report(f"container image {props.get('name')!r} must be pinned by tag or digest (not latest)", None)
 
 

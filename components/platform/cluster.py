@@ -9,7 +9,7 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .config import ConfigError
+from ..settings.config import ConfigError
 
 
 def kind_config() -> str:

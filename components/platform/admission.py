@@ -1,4 +1,4 @@
-"""Admission-time governance: the Kyverno ClusterPolicy generated from the approval rules."""
+"""The admission policy in the cluster: Kyverno enforces the approval rules on every write."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 import pulumi
 
-from . import k8s
-from .rules import admission_cluster_policy
+from .. import resources
+from ..manifests.kinds import Obj
 
 
 @dataclass(frozen=True)
 class AdmissionPolicyArgs:
+    policy: Obj  # manifests.admission.cluster_policy()
     kyverno: pulumi.Resource  # the release whose webhook must be ready first
 
 
@@ -20,8 +21,7 @@ class AdmissionPolicy(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AdmissionPolicyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("egress:index:AdmissionPolicy", name, {}, opts)
-        obj = admission_cluster_policy()
-        self.policy = k8s.create(
-            f"{name}-clusterpolicy", obj, pulumi.ResourceOptions(parent=self, depends_on=[args.kyverno])
+        self.policy = resources.create(
+            f"{name}-clusterpolicy", args.policy, pulumi.ResourceOptions(parent=self, depends_on=[args.kyverno])
         )
-        self.register_outputs({"policy": obj["metadata"]["name"], "urn": self.policy.urn})
+        self.register_outputs({"policy": args.policy["metadata"]["name"], "urn": self.policy.urn})

@@ -8,15 +8,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import yaml
-
-from . import names
-from .config import Destination, Team
-
-Obj = dict[str, Any]
-
-AUTHZ_POLICY_API = "policies.kyverno.io/v1alpha1"
-REFERENCE_GRANT_API = "gateway.networking.k8s.io/v1beta1"
+from ..settings import names
+from ..settings.config import Destination, Team
+from .kinds import AUTHZ_POLICY_API, REFERENCE_GRANT_API, Obj
+from .yamltext import dump_one
 
 
 def policy_name(team: Team, dest: Destination) -> str:
@@ -90,10 +85,8 @@ def default_deny_policy() -> Obj:
 
 
 def policy_file(policy: Obj) -> str:
-    """One policy as the YAML file the authz server loads (libyaml's emitter where available)."""
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    text: str = yaml.dump(policy, Dumper=dumper, sort_keys=False, width=4096)
-    return text
+    """One policy as the YAML file the authz server loads."""
+    return dump_one(policy)
 
 
 def policy_file_name(team: Team, dest: Destination) -> str:

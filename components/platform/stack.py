@@ -1,4 +1,4 @@
-"""The platform stack: cluster, mesh, gateway, Kyverno, authz server, admission policy, Ollama, demo team."""
+"""The platform stack role: cluster, mesh, gateway, Kyverno, authz server, admission policy, Ollama, demo team."""
 
 from __future__ import annotations
 
@@ -8,17 +8,22 @@ from dataclasses import dataclass
 
 import pulumi
 
-from . import approvals as registry
-from . import names, versions
+from ..manifests import approvals as registry
+from ..manifests.stack import stack_objects
+from ..settings import names, versions
+from ..settings.config import ConfigError, PlatformConfig, StackConfig
+from ..settings.names import RENDER_DIR_ENV
+from ..team.egress import Needs, TeamEgress, TeamEgressArgs
+from .admission import AdmissionPolicy, AdmissionPolicyArgs
+from .authz_server import KyvernoAuthz, KyvernoAuthzArgs
+from .charts import Install
 from .cluster import ExistingCluster, ExistingClusterArgs, KindCluster, KindClusterArgs
-from .config import ConfigError, PlatformConfig, StackConfig
-from .egress import Needs, TeamEgress, TeamEgressArgs
-from .gateway import EgressGateway, EgressGatewayArgs, Kgateway, KgatewayArgs
-from .governance import AdmissionPolicy, AdmissionPolicyArgs
-from .kyverno import Kyverno, KyvernoArgs, KyvernoAuthz, KyvernoAuthzArgs
-from .mesh import GatewayApiArgs, GatewayApiCrds, IstioAmbient, IstioArgs
+from .egress_gateway import EgressGateway, EgressGatewayArgs
+from .gateway_api import GatewayApiArgs, GatewayApiCrds
+from .istio import IstioAmbient, IstioArgs
+from .kgateway import Kgateway, KgatewayArgs
+from .kyverno import Kyverno, KyvernoArgs
 from .ollama import OllamaArgs, OllamaContainer
-from .team import RENDER_DIR_ENV
 
 
 def _cluster(p: PlatformConfig, pins: versions.Pins) -> KindCluster | ExistingCluster:
@@ -74,28 +79,10 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
             "render team stacks"
         )
     p = cfg.platform
-    pins = p.versions.pins()
+    pins = p.versions
+    install = Install(sources=p.sources, wait_for_ready=p.wait_for_ready)
     cluster = _cluster(p, pins)
     on_cluster = pulumi.ResourceOptions(provider=cluster.provider)
-
-    gateway_api = GatewayApiCrds("gateway-api", GatewayApiArgs(version=pins.gateway_api), on_cluster)
-    istio = IstioAmbient("istio", IstioArgs(version=pins.istio), on_cluster)
-    kgateway = Kgateway("kgateway", KgatewayArgs(version=pins.kgateway, needs=(gateway_api, istio.base)), on_cluster)
-    kyverno = Kyverno("kyverno", KyvernoArgs(chart_version=pins.kyverno_chart), on_cluster)
-    teams = sorted({t for a in cfg.approvals for t in a.teams} | ({cfg.team.name} if cfg.team else set()))
-    authz = KyvernoAuthz(
-        "kyverno-authz", KyvernoAuthzArgs(chart_version=pins.kyverno_authz_chart, teams=teams), on_cluster
-    )
-    gateway = EgressGateway(
-        "egress-gateway",
-        EgressGatewayArgs(
-            gateway_crds=(gateway_api, kgateway.controller),
-            kgateway_crds=kgateway.crds,
-            mesh_ready=tuple(istio.ready),
-        ),
-        on_cluster,
-    )
-    admission = AdmissionPolicy("egress-admission", AdmissionPolicyArgs(kyverno=kyverno.release), on_cluster)
 
     ollama = None
     addresses: dict[str, list[pulumi.Input[str]]] = {}
@@ -104,9 +91,42 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
             "ollama", OllamaArgs(image=pins.ollama_image), pulumi.ResourceOptions(depends_on=[cluster])
         )
         addresses[p.ollama.destination] = [ollama.address]
+    objects = stack_objects(cfg, today, addresses=addresses)
+
+    gateway_api = GatewayApiCrds(
+        "gateway-api", GatewayApiArgs(version=pins.gateway_api, manifest=p.sources.gateway_api_manifest), on_cluster
+    )
+    istio = IstioAmbient("istio", IstioArgs(version=pins.istio, install=install), on_cluster)
+    kgateway = Kgateway(
+        "kgateway",
+        KgatewayArgs(version=pins.kgateway, needs=(gateway_api, istio.base), install=install),
+        on_cluster,
+    )
+    kyverno = Kyverno("kyverno", KyvernoArgs(chart_version=pins.kyverno_chart, install=install), on_cluster)
+    teams = sorted({t for a in cfg.approvals for t in a.teams} | ({cfg.team.name} if cfg.team else set()))
+    authz = KyvernoAuthz(
+        "kyverno-authz",
+        KyvernoAuthzArgs(
+            chart_version=pins.kyverno_authz_chart, default_deny=objects.authz[0], teams=teams, install=install
+        ),
+        on_cluster,
+    )
+    gateway = EgressGateway(
+        "egress-gateway",
+        EgressGatewayArgs(
+            objects=objects.gateway,
+            gateway_crds=(gateway_api, kgateway.controller),
+            kgateway_crds=kgateway.crds,
+            mesh_ready=tuple(istio.ready),
+        ),
+        on_cluster,
+    )
+    admission = AdmissionPolicy(
+        "egress-admission", AdmissionPolicyArgs(policy=objects.admission[0], kyverno=kyverno.release), on_cluster
+    )
 
     team = None
-    if cfg.team is not None:
+    if objects.team is not None:
         needs: Needs = {
             "Namespace": istio.ready,
             "ServiceEntry": [*istio.crds_and_webhook, admission.policy],
@@ -118,16 +138,7 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
             "ConfigMap": [authz.namespace],
         }
         team = TeamEgress(
-            f"team-{cfg.team.name}",
-            TeamEgressArgs(
-                team=cfg.team,
-                destinations=cfg.destinations,
-                approvals=cfg.approvals,
-                today=today,
-                addresses=addresses,
-                needs=needs,
-            ),
-            on_cluster,
+            f"team-{objects.team.team.name}", TeamEgressArgs(objects=objects.team, needs=needs), on_cluster
         )
 
     context = (

@@ -1,29 +1,13 @@
-"""Gateway API CRDs and Istio ambient (base, istiod, cni, ztunnel)."""
+"""Istio in ambient mode: base (CRDs), istiod, cni and ztunnel."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
-import pulumi_kubernetes as k8s
 
-from . import names, versions
-from .helm import Chart, release
-
-
-@dataclass(frozen=True)
-class GatewayApiArgs:
-    version: str
-
-
-class GatewayApiCrds(pulumi.ComponentResource):
-    """The Gateway API standard-channel CRDs from the pinned release manifest."""
-
-    def __init__(self, name: str, args: GatewayApiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("egress:index:GatewayApiCrds", name, {}, opts)
-        self.url = versions.Pins(gateway_api=args.version).gateway_api_crds_url()
-        self.crds = k8s.yaml.v2.ConfigFile(f"{name}-standard", file=self.url, opts=pulumi.ResourceOptions(parent=self))
-        self.register_outputs({"url": self.url, "version": args.version})
+from ..settings import names, versions
+from .charts import Chart, Install, release
 
 
 def istio_charts(version: str) -> dict[str, Chart]:
@@ -41,6 +25,7 @@ def istio_charts(version: str) -> dict[str, Chart]:
 @dataclass(frozen=True)
 class IstioArgs:
     version: str
+    install: Install = field(default_factory=Install)
 
 
 class IstioAmbient(pulumi.ComponentResource):
@@ -53,10 +38,10 @@ class IstioAmbient(pulumi.ComponentResource):
     def __init__(self, name: str, args: IstioArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("egress:index:IstioAmbient", name, {}, opts)
         charts = istio_charts(args.version)
-        self.base = release(f"{name}-base", "istio-base", charts["base"], self)
-        self.istiod = release(f"{name}-istiod", "istiod", charts["istiod"], self, [self.base])
-        self.cni = release(f"{name}-cni", "istio-cni", charts["cni"], self, [self.base])
-        self.ztunnel = release(f"{name}-ztunnel", "ztunnel", charts["ztunnel"], self, [self.base])
+        self.base = release(f"{name}-base", "istio-base", charts["base"], args.install, self)
+        self.istiod = release(f"{name}-istiod", "istiod", charts["istiod"], args.install, self, [self.base])
+        self.cni = release(f"{name}-cni", "istio-cni", charts["cni"], args.install, self, [self.base])
+        self.ztunnel = release(f"{name}-ztunnel", "ztunnel", charts["ztunnel"], args.install, self, [self.base])
         # ServiceEntries need the CRDs (base) and istiod's validating webhook.
         self.crds_and_webhook: list[pulumi.Resource] = [self.base, self.istiod]
         self.ready: list[pulumi.Resource] = [self.istiod, self.cni, self.ztunnel]

@@ -91,3 +91,9 @@ def authz_configmap(team: str) -> str:
 def gateway_address() -> str:
     """In-cluster DNS name of the egress gateway's Service (kgateway names it after the Gateway)."""
     return f"{GATEWAY_NAME}.{GATEWAY_NAMESPACE}.svc.cluster.local"
+
+
+# GitOps mode (`make render`): the kubernetes provider writes manifests to this directory instead of
+# applying them.
+RENDER_DIR_ENV = "EGRESS_RENDER_DIR"
+RENDER_STACK_SUFFIX = "-render"

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from . import versions
+from .versions import Pins
 
 CONFIG_NAMESPACE = "egress"
 KNOWN_KEYS = ("platform", "platformStack", "team", "destinations", "approvals")
@@ -198,32 +198,57 @@ class OllamaConfig(_Strict):
     destination: str = "ollama"
 
 
-class VersionsConfig(_Strict):
-    """Per-stack overrides of the pins in components/versions.py."""
+class Sources(_Strict):
+    """Where the platform's upstream artifacts come from: the upstream locations by default.
 
-    gateway_api: str = versions.GATEWAY_API_VERSION
-    istio: str = versions.ISTIO_VERSION
-    kgateway: str = versions.KGATEWAY_VERSION
-    kyverno_chart: str = versions.KYVERNO_CHART_VERSION
-    kyverno_authz_chart: str = versions.KYVERNO_AUTHZ_CHART_VERSION
-    kind_node_image: str = versions.KIND_NODE_IMAGE
-    ollama_image: str = versions.OLLAMA_IMAGE
+    Regulated platforms install from a mirror of their own. `chartRepository` is a Helm repository
+    URL that serves every chart under its upstream name (base, istiod, cni, ztunnel, kgateway-crds,
+    kgateway, kyverno, kyverno-authz-server); `chartDirectory` holds the packaged charts
+    (`<name>-<version>.tgz`, as `helm pull` writes them) on the machine that runs `pulumi up`.
+    `gatewayApiManifest` is the Gateway API `standard-install.yaml` of the pinned release (a URL or
+    an absolute path).
+    """
 
-    @field_validator("*")
+    chart_repository: str | None = None
+    chart_directory: str | None = None
+    gateway_api_manifest: str | None = None
+
+    @field_validator("chart_repository")
     @classmethod
-    def _pinned(cls, value: str) -> str:
-        if not value or value in ("latest", "*") or value.endswith(":latest"):
-            raise ValueError(f"'{value}' is not a pinned version")
+    def _repository(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(https?|oci)://\S+$", value):
+            raise ValueError(f"'{value}' is not a Helm repository URL (http://, https:// or oci://)")
+        return value.rstrip("/") if value else value
+
+    @field_validator("chart_directory")
+    @classmethod
+    def _directory(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"'{value}' must be an absolute path")
         return value
 
-    def pins(self) -> versions.Pins:
-        return versions.Pins(**self.model_dump())
+    @field_validator("gateway_api_manifest")
+    @classmethod
+    def _manifest(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("/") or re.match(r"^https?://\S+$", value)):
+            raise ValueError(f"'{value}' must be an http(s) URL or an absolute path")
+        return value
+
+    @model_validator(mode="after")
+    def _one_chart_source(self) -> Sources:
+        if self.chart_repository and self.chart_directory:
+            raise ValueError("chartRepository and chartDirectory: name one of them, not both")
+        return self
 
 
 class PlatformConfig(_Strict):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     ollama: OllamaConfig = Field(default_factory=OllamaConfig)
-    versions: VersionsConfig = Field(default_factory=VersionsConfig)
+    versions: Pins = Field(default_factory=Pins)
+    sources: Sources = Field(default_factory=Sources)
+    # Off for GitOps/CI and control planes without nodes, where something else watches rollouts:
+    # `pulumi up` then returns once the API server has accepted every object.
+    wait_for_ready: bool = True
 
 
 class Approval(_Strict):

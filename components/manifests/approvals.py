@@ -6,8 +6,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from . import names
-from .config import Approval
+from ..settings import names
+from ..settings.config import Approval
 
 
 def covering(approvals: Iterable[Approval], host: str, port: int, team: str) -> Approval | None:
@@ -49,3 +49,9 @@ def to_output(approvals: Sequence[Approval]) -> list[dict[str, Any]]:
 
 def from_output(raw: Sequence[Mapping[str, Any]] | None) -> list[Approval]:
     return [Approval.model_validate(dict(r)) for r in (raw or [])]
+
+
+def is_marked_approved(service_entry: Mapping[str, Any]) -> bool:
+    """Whether a ServiceEntry we built carries the approval label (for the stack's own outputs)."""
+    labels = (service_entry.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(names.APPROVED_LABEL) == names.APPROVED_VALUE)

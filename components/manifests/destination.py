@@ -1,0 +1,168 @@
+"""One destination's objects in its team namespace: ServiceEntry, HTTPRoute, GatewayExtension,
+TrafficPolicy, and BackendConfigPolicy for HTTPS."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..settings import names
+from ..settings.config import Approval, Destination, Team
+from . import approvals as approval_registry
+from .kinds import GATEWAY_API, KGATEWAY_API, SERVICE_ENTRY_API, Obj
+
+
+def resource_name(dest: Destination) -> str:
+    """Name shared by a destination's objects in the team namespace."""
+    return names.object_name("egress", dest.name)
+
+
+def extension_name(dest: Destination) -> str:
+    return names.object_name("egress", dest.name, "authz")
+
+
+def service_entry(
+    team: Team,
+    dest: Destination,
+    addresses: Sequence[Any] | None = None,
+    approval: Approval | None = None,
+    today: Any = None,
+) -> Obj:
+    """MESH_EXTERNAL entry for the host; STATIC endpoints when addresses are known, else DNS.
+
+    `addresses` overrides the config's (the platform passes the Ollama container's address).
+    Approved entries carry the approval label and its ticket, approver and expiry; an entry
+    without approval is still emitted, unlabeled, so the policies report it by name.
+    """
+    endpoints = list(addresses) if addresses is not None else dest.addresses
+    spec: Obj = {
+        "hosts": [dest.host],
+        "location": "MESH_EXTERNAL",
+        "ports": [{"number": dest.port, "name": dest.protocol.lower(), "protocol": dest.protocol}],
+        "resolution": "STATIC" if endpoints else "DNS",
+    }
+    if endpoints:
+        spec["endpoints"] = [{"address": a} for a in endpoints]
+    meta = names.metadata(resource_name(dest), team.namespace, team.name, dest.name)
+    labels, annotations = approval_registry.approval_metadata(approval, today)
+    meta["labels"].update(labels)
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": SERVICE_ENTRY_API, "kind": "ServiceEntry", "metadata": meta, "spec": spec}
+
+
+def http_route(team: Team, dest: Destination) -> Obj:
+    """Route on the shared egress Gateway: requests for the host go to the ServiceEntry."""
+    return {
+        "apiVersion": GATEWAY_API,
+        "kind": "HTTPRoute",
+        "metadata": names.metadata(resource_name(dest), team.namespace, team.name, dest.name),
+        "spec": {
+            "parentRefs": [
+                {
+                    "group": "gateway.networking.k8s.io",
+                    "kind": "Gateway",
+                    "name": names.GATEWAY_NAME,
+                    "namespace": names.GATEWAY_NAMESPACE,
+                    "sectionName": names.GATEWAY_LISTENER,
+                }
+            ],
+            "hostnames": [dest.host],
+            "rules": [
+                {
+                    "backendRefs": [
+                        {
+                            "group": "networking.istio.io",
+                            "kind": "ServiceEntry",
+                            "name": resource_name(dest),
+                            "port": dest.port,
+                        }
+                    ]
+                }
+            ],
+        },
+    }
+
+
+def traffic_policy(team: Team, dest: Destination) -> Obj:
+    """Retries and timeouts for the upstream call, and external authorization on the route.
+
+    Retries apply to the upstream request only, never to the authorization call.
+    """
+    return {
+        "apiVersion": KGATEWAY_API,
+        "kind": "TrafficPolicy",
+        "metadata": names.metadata(resource_name(dest), team.namespace, team.name, dest.name),
+        "spec": {
+            "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": resource_name(dest)}],
+            "timeouts": {"request": dest.timeout},
+            "retry": {
+                "attempts": dest.retries.attempts,
+                "perTryTimeout": dest.retries.per_try_timeout,
+                "statusCodes": list(dest.retries.status_codes),
+                "retryOn": list(dest.retries.retry_on),
+            },
+            "extAuth": {
+                "extensionRef": {"name": extension_name(dest)},
+                # Lets the authz policy scope itself without relying on the Host header alone.
+                "contextExtensions": {"egress-destination": f"{team.name}/{dest.name}"},
+            },
+        },
+    }
+
+
+def gateway_extension(team: Team, dest: Destination) -> Obj:
+    """ExtAuth over gRPC to the Kyverno authz server; fail closed unless the destination says so."""
+    return {
+        "apiVersion": KGATEWAY_API,
+        "kind": "GatewayExtension",
+        "metadata": names.metadata(extension_name(dest), team.namespace, team.name, dest.name),
+        "spec": {
+            "type": "ExtAuth",
+            "extAuth": {
+                "failOpen": dest.fail_open,
+                "grpcService": {
+                    "backendRef": {
+                        "name": names.AUTHZ_SERVICE,
+                        "namespace": names.AUTHZ_NAMESPACE,
+                        "port": names.AUTHZ_GRPC_PORT,
+                    }
+                },
+            },
+        },
+    }
+
+
+def backend_tls_policy(team: Team, dest: Destination) -> Obj | None:
+    """For HTTPS destinations the gateway originates TLS to the host, verifying it with system CAs."""
+    if dest.protocol != "HTTPS":
+        return None
+    return {
+        "apiVersion": KGATEWAY_API,
+        "kind": "BackendConfigPolicy",
+        "metadata": names.metadata(resource_name(dest), team.namespace, team.name, dest.name),
+        "spec": {
+            "targetRefs": [{"group": "networking.istio.io", "kind": "Hostname", "name": dest.host}],
+            "tls": {"sni": dest.host, "wellKnownCACertificates": "System"},
+        },
+    }
+
+
+def destination_objects(
+    team: Team,
+    dest: Destination,
+    addresses: Sequence[Any] | None = None,
+    approval: Approval | None = None,
+    today: Any = None,
+) -> list[Obj]:
+    """Every object of one destination in the team namespace, in creation order."""
+    objs = [
+        service_entry(team, dest, addresses, approval, today),
+        http_route(team, dest),
+        gateway_extension(team, dest),
+        traffic_policy(team, dest),
+    ]
+    tls = backend_tls_policy(team, dest)
+    if tls is not None:
+        objs.append(tls)
+    return objs

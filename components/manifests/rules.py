@@ -1,0 +1,110 @@
+"""The approval and safety rules, defined once (pure, no Pulumi).
+
+The CrossGuard pack (policies/) calls the check functions at `pulumi preview`; the admission policy
+(admission.py) is generated from the same `ApprovalRule`, so both stop the same ServiceEntries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..settings import names
+from ..settings.config import DURATION, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS, duration_ms
+
+ServiceEntryKind = "ServiceEntry"
+
+
+@dataclass(frozen=True)
+class ApprovalRule:
+    """What makes an external ServiceEntry approved. Label key and value can be overridden."""
+
+    label: str = names.APPROVED_LABEL
+    value: str = names.APPROVED_VALUE
+    annotations: tuple[str, ...] = (names.TICKET_ANNOTATION, names.APPROVER_ANNOTATION, names.EXPIRES_ANNOTATION)
+    expires: str = names.EXPIRES_ANNOTATION
+
+
+def is_external(spec: Mapping[str, Any]) -> bool:
+    """Istio treats a ServiceEntry without `location` as MESH_EXTERNAL."""
+    return bool(spec.get("location", "MESH_EXTERNAL") != "MESH_INTERNAL")
+
+
+def check_service_entry(obj: Mapping[str, Any], today: dt.date, rule: ApprovalRule = ApprovalRule()) -> list[str]:
+    """Violations of the approval rule by one ServiceEntry (empty: compliant or not external)."""
+    spec = obj.get("spec") or {}
+    if not is_external(spec):
+        return []
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    hosts = ", ".join(spec.get("hosts") or []) or "<no hosts>"
+    problems = []
+    if labels.get(rule.label) != rule.value:
+        problems.append(
+            f'external host {hosts} is not approved: label {rule.label} must be "{rule.value}" '
+            "(set by the program from the platform's approval registry)"
+        )
+    missing = [a for a in rule.annotations if not annotations.get(a)]
+    if missing:
+        problems.append(f"external host {hosts} lacks approval annotations: {', '.join(missing)}")
+    expires = annotations.get(rule.expires)
+    if expires:
+        try:
+            day = dt.date.fromisoformat(str(expires))
+        except ValueError:
+            problems.append(f"annotation {rule.expires} must be a date (YYYY-MM-DD), got '{expires}'")
+        else:
+            if day < today:
+                problems.append(f"approval of external host {hosts} expired on {day.isoformat()}")
+    return problems
+
+
+def wildcard_hosts(hosts: Iterable[str]) -> list[str]:
+    return [h for h in hosts if "*" in h]
+
+
+def check_retries_and_timeouts(spec: Mapping[str, Any], max_attempts: int = MAX_RETRY_ATTEMPTS) -> list[str]:
+    """A TrafficPolicy must bound the request: a timeout, bounded attempts, per-try below the timeout."""
+    problems = []
+    request = (spec.get("timeouts") or {}).get("request")
+    if not request or not DURATION.match(str(request)):
+        problems.append("timeouts.request must be set to a duration (e.g. 30s)")
+    elif duration_ms(request) > MAX_TIMEOUT_MS:
+        problems.append(f"timeouts.request {request} exceeds 5m")
+    retry = spec.get("retry")
+    if retry is not None:
+        attempts = retry.get("attempts", 1)
+        # The engine hands numbers to policies as floats.
+        if not isinstance(attempts, (int, float)) or attempts != int(attempts) or attempts > max_attempts:
+            problems.append(f"retry.attempts must be an integer of at most {max_attempts}, got {attempts}")
+        per_try = retry.get("perTryTimeout")
+        if not per_try:
+            problems.append("retry.perTryTimeout must be set")
+        elif request and DURATION.match(str(request)) and duration_ms(per_try) >= duration_ms(request):
+            problems.append(f"retry.perTryTimeout {per_try} must be below timeouts.request {request}")
+    return problems
+
+
+def has_ext_auth(spec: Mapping[str, Any]) -> bool:
+    ext = spec.get("extAuth") or {}
+    return bool(ext.get("extensionRef")) and "disable" not in ext
+
+
+def route_targets(spec: Mapping[str, Any]) -> list[str]:
+    """Names of HTTPRoutes a TrafficPolicy attaches to."""
+    return [
+        r.get("name", "")
+        for r in spec.get("targetRefs") or []
+        if r.get("kind") == "HTTPRoute" and r.get("group") == "gateway.networking.k8s.io"
+    ]
+
+
+def routes_to_service_entry(spec: Mapping[str, Any]) -> bool:
+    return any(
+        b.get("kind") == ServiceEntryKind and b.get("group") == "networking.istio.io"
+        for rule in spec.get("rules") or []
+        for b in rule.get("backendRefs") or []
+    )

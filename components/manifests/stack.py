@@ -1,0 +1,98 @@
+"""The one list of a stack's objects: built once here, consumed by the program, `make print`, the
+sandbox, the golden files and the schema tests alike."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..settings.config import Approval, StackConfig, Team
+from . import admission, authz, gateway, namespace
+from .approvals import covering
+from .destination import destination_objects
+from .kinds import Obj
+
+# Stands in for the Ollama container's address where it is not known (TEST-NET-1, never routable).
+OLLAMA_ADDRESS_PLACEHOLDER = "192.0.2.10"
+
+
+@dataclass(frozen=True)
+class TeamObjects:
+    """A team's objects: its namespace and guard, one list per destination, and its authz files."""
+
+    team: Team
+    namespace: list[Obj]  # Namespace, NetworkPolicy
+    destinations: dict[str, list[Obj]]  # by destination name, in creation order
+    authz: list[Obj]  # ReferenceGrant, policy ConfigMap (absent without destinations)
+
+    def all(self) -> Iterator[Obj]:
+        yield from self.namespace
+        for objs in self.destinations.values():
+            yield from objs
+        yield from self.authz
+
+
+@dataclass(frozen=True)
+class StackObjects:
+    """Everything a stack creates directly (Helm charts' contents and the Gateway API bundle aside)."""
+
+    gateway: list[Obj] = field(default_factory=list)  # platform: the shared egress gateway
+    authz: list[Obj] = field(default_factory=list)  # platform: the default-deny policy
+    admission: list[Obj] = field(default_factory=list)  # platform: the admission policy
+    team: TeamObjects | None = None
+
+    def all(self) -> list[Obj]:
+        out = [*self.gateway, *self.authz, *self.admission]
+        if self.team is not None:
+            out.extend(self.team.all())
+        return out
+
+
+def team_objects(
+    team: Team,
+    destinations: Sequence[Any],
+    registry: Sequence[Approval],
+    today: dt.date,
+    addresses: Mapping[str, Sequence[Any]] | None = None,
+) -> TeamObjects:
+    """A team's objects; the registry decides only the approval marks, never which objects exist.
+
+    `addresses` overrides a destination's STATIC endpoints (the platform passes the Ollama
+    container's address, known only at deploy time).
+    """
+    addresses = addresses or {}
+    per_destination = {
+        d.name: destination_objects(
+            team, d, addresses.get(d.name), covering(registry, d.host, d.port, team.name), today
+        )
+        for d in destinations
+    }
+    extra = [authz.reference_grant(team), authz.team_configmap(team, destinations)] if destinations else []
+    return TeamObjects(team, [namespace.namespace(team), namespace.network_policy(team)], per_destination, extra)
+
+
+def stack_objects(
+    cfg: StackConfig,
+    today: dt.date,
+    registry: Sequence[Approval] | None = None,
+    addresses: Mapping[str, Sequence[Any]] | None = None,
+) -> StackObjects:
+    """What the stack creates directly. A platform stack's registry is its own; a team stack's comes
+    from its platform (pass it; without it every destination is unapproved)."""
+    if cfg.platform is not None:
+        registry = cfg.approvals
+        if cfg.platform.ollama.enabled and addresses is None:
+            addresses = {cfg.platform.ollama.destination: [OLLAMA_ADDRESS_PLACEHOLDER]}
+    team = None
+    if cfg.team is not None:
+        team = team_objects(cfg.team, cfg.destinations, registry or [], today, addresses)
+    if cfg.platform is None:
+        return StackObjects(team=team)
+    return StackObjects(
+        gateway=gateway.gateway_objects(),
+        authz=[authz.default_deny_configmap()],
+        admission=[admission.cluster_policy()],
+        team=team,
+    )

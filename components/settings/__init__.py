@@ -1,0 +1,1 @@
+"""Stack configuration, names and pins: the bottom layer, imported by everything else."""

@@ -1,0 +1,1 @@
+"""Team components: a team's namespace and its egress paths, and the team stack role."""

@@ -1,0 +1,52 @@
+"""The team stack role: a team's namespace and destinations on the platform named by `egress:platformStack`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from ..manifests import approvals as registry
+from ..manifests.stack import team_objects
+from ..settings.config import ConfigError, StackConfig
+from ..settings.names import RENDER_DIR_ENV, RENDER_STACK_SUFFIX
+from .egress import TeamEgress, TeamEgressArgs
+
+
+def build(cfg: StackConfig, today: dt.date) -> TeamEgress | None:
+    assert cfg.platform_stack is not None
+    # GitOps mode (`make render`): the provider writes manifests to this directory instead of
+    # applying them; the objects are exactly those `pulumi up` would create.
+    render_dir = os.environ.get(RENDER_DIR_ENV)
+    if pulumi.get_stack().endswith(RENDER_STACK_SUFFIX) and not render_dir:
+        # A render companion stack must never apply to the cluster.
+        raise ConfigError(
+            f"{pulumi.get_stack()}: render stacks run only through `make render` ({RENDER_DIR_ENV} unset)"
+        )
+    if cfg.team is None:
+        return None
+    team = cfg.team
+    platform = pulumi.StackReference("platform", stack_name=cfg.platform_stack)
+    if render_dir:
+        # kubeconfig="" keeps the provider from reading KUBECONFIG from the user's environment,
+        # which it refuses next to renderYamlToDirectory.
+        provider = k8s.Provider("platform-cluster", render_yaml_to_directory=render_dir, kubeconfig="")
+    else:
+        provider = k8s.Provider("platform-cluster", kubeconfig=platform.require_output("kubeconfig"))
+    # The registry arrives as an Output; it decides only the approval marks, never which objects
+    # exist, so the resources are laid out from the list without it and take their bodies from the
+    # same list built once the registry is known.
+    approvals = platform.get_output("approvals").apply(registry.from_output)
+    objects = team_objects(team, cfg.destinations, [], today)
+    resolved = approvals.apply(lambda regs: team_objects(team, cfg.destinations, regs, today))
+    egress = TeamEgress(
+        f"team-{team.name}",
+        TeamEgressArgs(objects=objects, resolved=resolved),
+        pulumi.ResourceOptions(provider=provider),
+    )
+    pulumi.export("namespace", team.namespace)
+    pulumi.export("gatewayAddress", platform.get_output("gatewayAddress"))
+    pulumi.export("destinations", {d: p.approved for d, p in egress.paths.items()})
+    return egress
