@@ -18,7 +18,7 @@ ENV := source $(TOOLS_ENV) &&
 INLINE := python scripts/pulumi_inline.py
 PULUMI := $(ENV) $(INLINE)
 
-.PHONY: help tools stack up preview outputs destroy render print sandbox lint typecheck pytest test clean
+.PHONY: help tools stack up preview outputs destroy render print sandbox cluster-local lint typecheck pytest test clean
 
 help:
 	@echo "make up STACK=dev        build the platform (kind, Istio ambient, kgateway, Kyverno, authz, Ollama)"
@@ -27,6 +27,7 @@ help:
 	@echo "make print STACK=...     print the objects a stack creates directly (multi-document YAML)"
 	@echo "make sandbox STACK=...   run the stack's egress path offline (real Envoy) and check it"
 	@echo "make outputs STACK=...   the stack's outputs (try commands, gateway address, approvals)"
+	@echo "make cluster-local       a local control plane (no nodes) with an admin kubeconfig, until Ctrl-C"
 	@echo "make test                everything CI runs"
 	@echo "make destroy STACK=...   tear the stack down"
 
@@ -72,6 +73,10 @@ sandbox: tools
 print:
 	@$(MAKE) --no-print-directory tools
 	@$(ENV) python -m components.manifests Pulumi.$(STACK).yaml
+
+# A real kube-apiserver, etcd and kube-controller-manager on loopback (no nodes: pods never run).
+cluster-local: tools
+	@$(ENV) python -m devenv.controlplane
 
 lint: tools
 	@$(ENV) ruff check . && $(ENV) ruff format --check .

@@ -1,11 +1,18 @@
-"""Latency the egress path adds over calling the stand-in directly, and requests/s at saturation.
+"""Latency the egress path adds over calling the stand-in directly, with few and with many destinations.
 
-Starts the sandbox (real Envoy from the stack config; the Kyverno authz server too where
-KYVERNO_AUTHZ_BIN is set) on loopback. Paths measured with the same Python client:
-direct (stand-in), gateway (Envoy, no authz), and gateway + authz (only with the authz server).
-p50/p99 at a fixed request rate, and saturation throughput; printed as ratios to direct.
+Starts the sandbox (the real Envoy from the stack's objects, the real authz server as the chart
+starts it) on loopback, with the stack's destinations padded to N (copies of its first destination
+under other names and hosts, each with its own objects, as a platform with many teams would have).
+Paths, measured with the same Python client on one keep-alive connection each:
+  direct          the stand-in itself (plain HTTP)
+  gateway         Envoy without external authorization (mTLS listener, same routes)
+  gateway+authz   Envoy with the ext_authz call to the authz server (the real path)
+p50/p99 at a fixed request rate and requests/s at saturation, as ratios to direct and to gateway.
+The authorization cost (gateway+authz minus gateway) should not grow with N: one policy decides
+every destination from the route's context.
 
-Usage: python benchmarks/bench_path.py [STACK_FILE] [--rate 200] [--seconds 5] [--workers 8]
+Usage: python benchmarks/bench_path.py [STACK_FILE] [--destinations 10,1000] [--rate 200] [--seconds 5]
+       [--workers 8]
 """
 
 from __future__ import annotations
@@ -13,26 +20,45 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import ssl
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from components.settings.config import Destination, StackConfig
 from components.settings.stackfile import load_stack
-from sandbox.__main__ import Sandbox, allowed_headers
+from sandbox.__main__ import Sandbox, allowed_headers, registry_for
+
+Connect = Callable[[], http.client.HTTPConnection]
 
 
-def _conn(port: int) -> http.client.HTTPConnection:
-    return http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def padded(cfg: StackConfig, n: int) -> StackConfig:
+    """The stack with n destinations: its own, then copies of its first under other names and hosts."""
+    first = cfg.destinations[0]
+    extra = [
+        Destination.model_validate(
+            {
+                **first.model_dump(by_alias=True),
+                "name": f"bench-{i}",
+                "host": f"bench-{i}.bench.example",
+                "addresses": ["192.0.2.10"],
+            }
+        )
+        for i in range(max(0, n - len(cfg.destinations)))
+    ]
+    return cfg.model_copy(update={"destinations": [*cfg.destinations, *extra][:n]})
 
 
-def fixed_rate(port: int, host: str, headers: dict[str, str], rate: int, seconds: float) -> list[float]:
+def fixed_rate(connect: Connect, host: str, headers: dict[str, str], rate: int, seconds: float) -> list[float]:
     """Latencies (ms) of requests sent at `rate`/s on one keep-alive connection."""
-    conn, out = _conn(port), []
+    conn, out = connect(), []
     interval, start = 1.0 / rate, time.perf_counter()
     for i in range(int(rate * seconds)):
         delay = start + i * interval - time.perf_counter()
@@ -44,19 +70,21 @@ def fixed_rate(port: int, host: str, headers: dict[str, str], rate: int, seconds
         r.read()
         assert r.status == 200, r.status
         out.append((time.perf_counter() - t) * 1000)
+    conn.close()
     return out
 
 
-def saturation(port: int, host: str, headers: dict[str, str], workers: int, seconds: float) -> float:
+def saturation(connect: Connect, host: str, headers: dict[str, str], workers: int, seconds: float) -> float:
     counts = [0] * workers
     stop = time.perf_counter() + seconds
 
     def work(i: int) -> None:
-        conn = _conn(port)
+        conn = connect()
         while time.perf_counter() < stop:
             conn.request("GET", "/", headers={"Host": host, **headers})
             conn.getresponse().read()
             counts[i] += 1
+        conn.close()
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
     for t in threads:
@@ -66,48 +94,80 @@ def saturation(port: int, host: str, headers: dict[str, str], workers: int, seco
     return sum(counts) / seconds
 
 
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1]
+def pct(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100)[q - 1]
+
+
+@dataclass
+class Row:
+    p50: float
+    p99: float
+    rps: float
+
+
+def measure(cfg: StackConfig, registry: list[object], authz: str, a: argparse.Namespace) -> dict[str, Row]:
+    dest = cfg.destinations[0]
+    with tempfile.TemporaryDirectory(prefix="egress-bench-") as tmp:
+        box = Sandbox(cfg, Path(tmp), authz, registry, shared_upstream=True)
+        try:
+            started = time.perf_counter()
+            box.start()
+            up = time.perf_counter() - started
+            print(f"  {len(cfg.destinations)} destinations: sandbox up in {up:.1f}s", flush=True)
+            ctx: ssl.SSLContext = box.contexts[box.owner]
+
+            def tls(listener: str) -> Connect:
+                port = box.ports[listener]
+                return lambda: http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+
+            direct_port = box.stand_ins[dest.name].port
+            paths: dict[str, tuple[Connect, dict[str, str]]] = {
+                "direct": (lambda: http.client.HTTPConnection("127.0.0.1", direct_port, timeout=10), {}),
+                "gateway": (tls("gateway_no_authz"), {}),
+                "gateway+authz": (tls("gateway"), allowed_headers(dest)),
+            }
+            rows = {}
+            for name, (connect, headers) in paths.items():
+                fixed_rate(connect, dest.host, headers, a.rate, 1)  # warm-up
+                lat = fixed_rate(connect, dest.host, headers, a.rate, a.seconds)
+                rps = saturation(connect, dest.host, headers, a.workers, a.seconds)
+                rows[name] = Row(pct(lat, 50), pct(lat, 99), rps)
+        finally:
+            box.stop()
+    return rows
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("stack", nargs="?", default="Pulumi.dev.yaml")
+    ap.add_argument("--destinations", default="10,1000", help="comma-separated destination counts")
     ap.add_argument("--rate", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--workers", type=int, default=8)
     a = ap.parse_args()
-    cfg = load_stack(Path(a.stack))
-    assert cfg.team is not None
-    dest = cfg.destinations[0]
     authz = os.environ.get("KYVERNO_AUTHZ_BIN") or None
-    with tempfile.TemporaryDirectory() as tmp:
-        box = Sandbox(cfg.team, list(cfg.destinations), None, Path(tmp))
-        try:
-            box.start(authz)
-            paths: dict[str, tuple[int, dict[str, str]]] = {
-                "direct": (box.stand_ins[dest.name].port, {}),
-                "gateway": (box.ports["envoy_plain"], {}),
-            }
-            if authz:
-                paths["gateway+authz"] = (box.ports["envoy"], allowed_headers(dest))
-            rows = {}
-            for name, (port, headers) in paths.items():
-                fixed_rate(port, dest.host, headers, a.rate, 1)  # warm-up
-                lat = fixed_rate(port, dest.host, headers, a.rate, a.seconds)
-                rows[name] = (pct(lat, 50), pct(lat, 99), saturation(port, dest.host, headers, a.workers, a.seconds))
-        finally:
-            box.stop()
-    base = rows["direct"]
-    print(f"{a.rate} req/s for {a.seconds:g}s, saturation with {a.workers} workers; stack {a.stack}")
-    print(f"{'path':<15} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}   {'p50 x':>6} {'p99 x':>6} {'req/s x':>7}")
-    for name, (p50, p99, rps) in rows.items():
-        print(
-            f"{name:<15} {p50:>8.2f} {p99:>8.2f} {rps:>8.0f}   "
-            f"{p50 / base[0]:>6.2f} {p99 / base[1]:>6.2f} {rps / base[2]:>7.2f}"
-        )
     if not authz:
-        print("gateway+authz not measured: no kyverno-authz server binary (KYVERNO_AUTHZ_BIN)")
+        print("needs the authz server binary (KYVERNO_AUTHZ_BIN; scripts/build/kyverno-authz.sh)", file=sys.stderr)
+        return 2
+    stack = Path(a.stack)
+    cfg = load_stack(stack)
+    registry = registry_for(cfg, stack)
+    counts = [int(n) for n in a.destinations.split(",")]
+    print(f"{a.rate} req/s for {a.seconds:g}s, saturation with {a.workers} workers; stack {a.stack}")
+    results = {n: measure(padded(cfg, n), registry, authz, a) for n in counts}
+    head = f"{'destinations':>12} {'path':<14} {'p50 ms':>7} {'p99 ms':>7} {'req/s':>6}"
+    print(f"{head}   {'p50/direct':>10} {'p99/direct':>10} {'p50/gw':>7} {'p99/gw':>7} {'req/s/direct':>12}")
+    for n, rows in results.items():
+        d, g = rows["direct"], rows["gateway"]
+        for name, r in rows.items():
+            print(
+                f"{n:>12} {name:<14} {r.p50:>7.2f} {r.p99:>7.2f} {r.rps:>6.0f}   {r.p50 / d.p50:>10.2f} "
+                f"{r.p99 / d.p99:>10.2f} {r.p50 / g.p50:>7.2f} {r.p99 / g.p99:>7.2f} {r.rps / d.rps:>12.2f}"
+            )
+    print("authorization cost (gateway+authz minus gateway):")
+    for n, rows in results.items():
+        a_, g = rows["gateway+authz"], rows["gateway"]
+        print(f"{n:>12} destinations: p50 +{a_.p50 - g.p50:.2f} ms, p99 +{a_.p99 - g.p99:.2f} ms")
     return 0
 
 

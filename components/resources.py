@@ -20,13 +20,14 @@ def create(
 ) -> pulumi.CustomResource:
     """Register one object; typed classes for core kinds, CustomResource for the rest.
 
-    `body`, where given, is the same object known only later (its kind and name never change, its
-    labels and annotations may): the resource then takes its fields from it.
+    `body`, where given, is the same object known only later, whose metadata (labels and annotations)
+    may differ: the resource then takes its metadata from it.
     """
-    src: Any = body if body is not None else obj
 
     def field(key: str) -> Any:
-        return src.apply(lambda o: o.get(key)) if body is not None else obj.get(key)
+        if key == "metadata" and body is not None:
+            return body.apply(lambda o: o["metadata"])
+        return obj.get(key)
 
     key = (obj["apiVersion"], obj["kind"])
     if key == ("v1", "ConfigMap"):

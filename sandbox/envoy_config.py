@@ -1,35 +1,46 @@
-"""The only place that stands in for kgateway: stack config -> an Envoy bootstrap for the sandbox.
+"""The only place that stands in for kgateway: the stack's objects -> Envoy configuration.
 
-Each field mirrors one field of the objects the builders emit (components/builders.py); nothing is
-tuned for the scenarios. Correspondence:
+Every value is read from the object field it mirrors (the dicts `stack_objects(...).all()` returns,
+the same the program applies), so the sandbox cannot drift from what the stack creates. Nothing is
+tuned for the scenarios. The sandbox substitutes only addresses: loopback ports for the Gateway
+listener, the ServiceEntry endpoints (a local stand-in) and the authz Service.
 
-| Envoy (this module)                                  | kgateway / Gateway API object it mirrors                |
-|------------------------------------------------------|---------------------------------------------------------|
-| listener on 127.0.0.1, HTTP connection manager        | Gateway `egress-gateway`, listener `http`               |
-| virtual host per destination, `domains: [host, host:*]` | HTTPRoute `hostnames: [host]`                         |
-| route `/` prefix -> cluster `dest-<name>`            | HTTPRoute rule `backendRefs: [ServiceEntry]`            |
-| cluster STATIC endpoint = the local stand-in          | ServiceEntry `endpoints` (the sandbox's one substitution) |
-| route `timeout`                                       | TrafficPolicy `timeouts.request`                        |
-| route `retry_policy.num_retries`                      | TrafficPolicy `retry.attempts`                          |
-| route `retry_policy.per_try_timeout`                  | TrafficPolicy `retry.perTryTimeout`                     |
-| route `retry_policy.retry_on` (+ retriable-status-codes) | TrafficPolicy `retry.retryOn` (+ `statusCodes`)      |
-| route `retry_policy.retriable_status_codes`           | TrafficPolicy `retry.statusCodes`                       |
-| ext_authz filter per destination, disabled by default, | GatewayExtension `egress-<name>-authz`, which the       |
-| enabled on its route only                            | TrafficPolicy's `extAuth.extensionRef` names            |
-| ext_authz `failure_mode_allow`                        | GatewayExtension `extAuth.failOpen`                     |
-| ext_authz gRPC service -> cluster `authz`             | GatewayExtension `extAuth.grpcService.backendRef`       |
-| per-route `check_settings.context_extensions`         | TrafficPolicy `extAuth.contextExtensions`               |
-| access log, JSON, same fields                         | ListenerPolicy `accessLog[].fileSink.jsonFormat`        |
+| Envoy (this module)                                  | object field it mirrors                                |
+|------------------------------------------------------|--------------------------------------------------------|
+| listener, HTTP connection manager, RDS route config   | Gateway `egress-gateway`, the listener routes name     |
+| virtual host per route, `domains: [host, host:*]`    | HTTPRoute `spec.hostnames`                             |
+| route `/` prefix -> cluster of the ServiceEntry port  | HTTPRoute `rules[].backendRefs[]` (ServiceEntry, port) |
+| cluster endpoint (the local stand-in)                 | ServiceEntry `spec.endpoints` (substituted)            |
+| route `timeout`                                       | TrafficPolicy `timeouts.request`                       |
+| route `retry_policy.num_retries`                      | TrafficPolicy `retry.attempts`                         |
+| route `retry_policy.per_try_timeout`                  | TrafficPolicy `retry.perTryTimeout`                    |
+| route `retry_policy.retry_on` (+ retriable-status-…)  | TrafficPolicy `retry.retryOn` (+ `statusCodes`)        |
+| route `retry_policy.retriable_status_codes`           | TrafficPolicy `retry.statusCodes`                      |
+| ext_authz filter per GatewayExtension, disabled by    | GatewayExtension the TrafficPolicy's                   |
+| default, enabled on the routes that reference it      | `extAuth.extensionRef` names                           |
+| ext_authz `failure_mode_allow`                        | GatewayExtension `extAuth.failOpen`                    |
+| ext_authz gRPC `timeout`, `status_on_error`           | GatewayExtension `grpcService.requestTimeout`,         |
+|                                                       | `extAuth.statusOnError`                                |
+| ext_authz gRPC service -> cluster of the authz Service | GatewayExtension `extAuth.grpcService.backendRef`     |
+| per-route `check_settings.context_extensions`         | TrafficPolicy `extAuth.contextExtensions`              |
+| access log, JSON, same fields                         | ListenerPolicy `accessLog[].fileSink.jsonFormat`       |
+
+Routes are served over RDS from a file (`route_config_file`): rewriting that file is how the sandbox
+plays kgateway pushing a changed route to the running gateway.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import copy
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from components.manifests import destination as builders
-from components.manifests.gateway import ACCESS_LOG_FORMAT
-from components.settings.config import Destination, Team, duration_ms
+from components.manifests.kinds import Obj
+from components.settings.config import duration_ms
 
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
 _TYPES = "type.googleapis.com/envoy"
@@ -38,8 +49,12 @@ FILE_LOG_TYPE = f"{_TYPES}.extensions.access_loggers.file.v3.FileAccessLog"
 ROUTER_TYPE = f"{_TYPES}.extensions.filters.http.router.v3.Router"
 EXT_AUTHZ_TYPE = f"{_TYPES}.extensions.filters.http.ext_authz.v3.ExtAuthz"
 EXT_AUTHZ_ROUTE_TYPE = f"{_TYPES}.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
-ROUTER = "envoy.filters.http.router"
-AUTHZ_CLUSTER = "authz"
+FILTER_CONFIG_TYPE = f"{_TYPES}.config.route.v3.FilterConfig"
+ROUTE_CONFIG_TYPE = f"{_TYPES}.config.route.v3.RouteConfiguration"
+TLS_CONTEXT_TYPE = f"{_TYPES}.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+HTTP_OPTIONS_TYPE = f"{_TYPES}.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+Key = tuple[str, str]  # (namespace, name)
 
 
 def _duration(value: str) -> str:
@@ -47,66 +62,253 @@ def _duration(value: str) -> str:
     return f"{duration_ms(value) / 1000:g}s"
 
 
-def _filter_name(dest: Destination) -> str:
-    return f"{EXT_AUTHZ}/{dest.name}"
+def _key(obj: Obj) -> Key:
+    return obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
 
 
-def ext_authz_filter(dest: Destination) -> dict[str, Any]:
-    return {
-        "name": _filter_name(dest),
-        "disabled": True,  # enabled only on the routes whose TrafficPolicy references it
-        "typed_config": {
-            "@type": EXT_AUTHZ_TYPE,
-            "transport_api_version": "V3",
-            "failure_mode_allow": dest.fail_open,
-            "grpc_service": {"envoy_grpc": {"cluster_name": AUTHZ_CLUSTER}, "timeout": "2s"},
-        },
-    }
+def _of(objs: Iterable[Obj], kind: str) -> dict[Key, Obj]:
+    return {_key(o): o for o in objs if o["kind"] == kind}
 
 
-def retry_policy(dest: Destination) -> dict[str, Any]:
-    r = dest.retries
-    retry_on = list(r.retry_on)
-    if r.status_codes and "retriable-status-codes" not in retry_on:
+@dataclass(frozen=True)
+class Route:
+    """One HTTPRoute with what attaches to it, as kgateway would resolve it."""
+
+    route: Obj
+    service_entry: Obj
+    port: int
+    traffic_policy: Obj | None
+    extension: Obj | None
+
+    @property
+    def key(self) -> Key:
+        return _key(self.route)
+
+    @property
+    def hosts(self) -> list[str]:
+        return list(self.route["spec"]["hostnames"])
+
+
+def attached(route: Obj, gateway: Obj, listener: str) -> bool:
+    """Whether the HTTPRoute names this Gateway's listener among its parents."""
+    ns = _key(route)[0]
+    return any(
+        p.get("kind", "Gateway") == "Gateway"
+        and (p.get("namespace", ns), p["name"]) == _key(gateway)
+        and p.get("sectionName", listener) == listener
+        for p in route["spec"].get("parentRefs", [])
+    )
+
+
+def resolve(objs: Iterable[Obj], gateway: Obj, listener: str) -> list[Route]:
+    """Each HTTPRoute attached to the Gateway's listener, with its ServiceEntry backend, the
+    TrafficPolicy targeting it and that policy's GatewayExtension (all found by the references the
+    objects hold)."""
+    objs = list(objs)
+    entries, policies, extensions = (_of(objs, k) for k in ("ServiceEntry", "TrafficPolicy", "GatewayExtension"))
+    out = []
+    for key, route in _of(objs, "HTTPRoute").items():
+        if not attached(route, gateway, listener):
+            continue
+        ns = key[0]
+        (rule,) = route["spec"]["rules"]
+        (backend,) = rule["backendRefs"]
+        assert backend["kind"] == "ServiceEntry", backend
+        entry = entries[(backend.get("namespace", ns), backend["name"])]
+        policy = next(
+            (
+                p
+                for (pns, _), p in policies.items()
+                if pns == ns
+                and any(t["kind"] == "HTTPRoute" and t["name"] == key[1] for t in p["spec"].get("targetRefs", []))
+            ),
+            None,
+        )
+        extension = None
+        if policy is not None and "extAuth" in policy["spec"]:
+            ref = policy["spec"]["extAuth"]["extensionRef"]
+            extension = extensions[(ref.get("namespace", ns), ref["name"])]
+        out.append(Route(route, entry, int(backend["port"]), policy, extension))
+    return out
+
+
+# --- names of Envoy resources --------------------------------------------------------------------
+def cluster_name(entry: Obj, port: int) -> str:
+    ns, name = _key(entry)
+    return f"serviceentry_{ns}_{name}_{port}"
+
+
+def filter_name(extension: Obj) -> str:
+    ns, name = _key(extension)
+    return f"{EXT_AUTHZ}/{ns}/{name}"
+
+
+def grpc_cluster_name(extension: Obj) -> str:
+    ref = extension["spec"]["extAuth"]["grpcService"]["backendRef"]
+    return f"service_{ref.get('namespace', _key(extension)[0])}_{ref['name']}_{ref['port']}"
+
+
+# --- routes (RDS) --------------------------------------------------------------------------------
+def retry_policy(traffic_policy: Obj) -> dict[str, Any]:
+    r = traffic_policy["spec"]["retry"]
+    retry_on = list(r.get("retryOn", []))
+    codes = list(r.get("statusCodes", []))
+    if codes and "retriable-status-codes" not in retry_on:
         retry_on.append("retriable-status-codes")
+    out: dict[str, Any] = {"retry_on": ",".join(retry_on), "num_retries": r["attempts"]}
+    if "perTryTimeout" in r:
+        out["per_try_timeout"] = _duration(r["perTryTimeout"])
+    if codes:
+        out["retriable_status_codes"] = codes
+    return out
+
+
+def virtual_host(r: Route) -> dict[str, Any]:
+    action: dict[str, Any] = {"cluster": cluster_name(r.service_entry, r.port)}
+    route: dict[str, Any] = {"match": {"prefix": "/"}, "route": action}
+    tp = r.traffic_policy
+    if tp is not None:
+        if "timeouts" in tp["spec"]:
+            action["timeout"] = _duration(tp["spec"]["timeouts"]["request"])
+        if "retry" in tp["spec"]:
+            action["retry_policy"] = retry_policy(tp)
+        if r.extension is not None:
+            route["typed_per_filter_config"] = {
+                filter_name(r.extension): {
+                    "@type": FILTER_CONFIG_TYPE,
+                    "config": {
+                        "@type": EXT_AUTHZ_ROUTE_TYPE,
+                        "check_settings": {
+                            "context_extensions": dict(tp["spec"]["extAuth"].get("contextExtensions", {}))
+                        },
+                    },
+                }
+            }
+    ns, name = r.key
     return {
-        "retry_on": ",".join(retry_on),
-        "num_retries": r.attempts,
-        "per_try_timeout": _duration(r.per_try_timeout),
-        "retriable_status_codes": list(r.status_codes),
+        "name": f"{ns}/{name}",
+        "domains": [d for h in r.hosts for d in (h, f"{h}:*")],
+        "routes": [route],
     }
 
 
-def virtual_host(team: Team, dest: Destination, with_authz: bool = True) -> dict[str, Any]:
-    traffic = builders.traffic_policy(team, dest)["spec"]
-    vhost: dict[str, Any] = {
-        "name": dest.name,
-        "domains": [dest.host, f"{dest.host}:*"],
-        "routes": [
-            {
-                "match": {"prefix": "/"},
-                "route": {
-                    "cluster": f"dest-{dest.name}",
-                    "timeout": _duration(dest.timeout),
-                    "retry_policy": retry_policy(dest),
-                },
-            }
-        ],
+def route_configuration(name: str, routes: Iterable[Route]) -> dict[str, Any]:
+    return {"name": name, "virtual_hosts": [virtual_host(r) for r in routes]}
+
+
+def write_route_configuration(path: Path, config: dict[str, Any], version: int) -> None:
+    """Replace the RDS file atomically (Envoy reloads on a move into place)."""
+    doc = {"version_info": str(version), "resources": [{"@type": ROUTE_CONFIG_TYPE, **config}]}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --- listeners, clusters, bootstrap ------------------------------------------------------------------
+# kgateway's default for an ext auth request's timeout where `requestTimeout` is unset (as its HTTP
+# service documents it); Envoy's own default, 200 ms, would fail a loaded machine's first Check.
+DEFAULT_AUTHZ_TIMEOUT = "2s"
+
+
+def ext_authz_filter(extension: Obj) -> dict[str, Any]:
+    spec = extension["spec"]["extAuth"]
+    timeout = spec["grpcService"].get("requestTimeout", DEFAULT_AUTHZ_TIMEOUT)
+    config: dict[str, Any] = {
+        "@type": EXT_AUTHZ_TYPE,
+        "transport_api_version": "V3",
+        "failure_mode_allow": bool(spec.get("failOpen", False)),
+        "grpc_service": {"envoy_grpc": {"cluster_name": grpc_cluster_name(extension)}, "timeout": _duration(timeout)},
     }
-    if with_authz:
-        vhost["routes"][0]["typed_per_filter_config"] = {
-            _filter_name(dest): {
-                "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
-                "config": {
-                    "@type": EXT_AUTHZ_ROUTE_TYPE,
-                    "check_settings": {"context_extensions": traffic["extAuth"]["contextExtensions"]},
+    if "statusOnError" in spec:
+        config["status_on_error"] = {"code": spec["statusOnError"]}
+    return {
+        "name": filter_name(extension),
+        "disabled": True,  # enabled only on the routes whose TrafficPolicy references it
+        "typed_config": config,
+    }
+
+
+@dataclass(frozen=True)
+class Mtls:
+    """The mesh's part: the gateway sees each caller's workload certificate (SPIFFE URI SAN)."""
+
+    ca: str
+    cert: str
+    key: str
+    trust_domain: str
+
+    def transport_socket(self) -> dict[str, Any]:
+        return {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": TLS_CONTEXT_TYPE,
+                "require_client_certificate": True,
+                "common_tls_context": {
+                    "tls_certificates": [
+                        {"certificate_chain": {"filename": self.cert}, "private_key": {"filename": self.key}}
+                    ],
+                    "validation_context": {
+                        "trusted_ca": {"filename": self.ca},
+                        "match_typed_subject_alt_names": [
+                            {"san_type": "URI", "matcher": {"prefix": f"spiffe://{self.trust_domain}/"}}
+                        ],
+                    },
                 },
-            }
+            },
         }
-    return vhost
 
 
-def _static_cluster(name: str, host: str, port: int, http2: bool = False) -> dict[str, Any]:
+def listener(
+    name: str,
+    port: int,
+    extensions: Iterable[Obj],
+    route_config_file: Path,
+    access_log: str,
+    access_log_format: Mapping[str, str],
+    mtls: Mtls | None,
+) -> dict[str, Any]:
+    chain: dict[str, Any] = {
+        "filters": [
+            {
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": HCM_TYPE,
+                    "stat_prefix": name,
+                    "access_log": [
+                        {
+                            "name": "envoy.access_loggers.file",
+                            "typed_config": {
+                                "@type": FILE_LOG_TYPE,
+                                "path": access_log,
+                                "log_format": {"json_format": dict(access_log_format)},
+                            },
+                        }
+                    ],
+                    "rds": {
+                        "route_config_name": name,
+                        "config_source": {
+                            "path_config_source": {"path": str(route_config_file)},
+                            "resource_api_version": "V3",
+                        },
+                    },
+                    "http_filters": [
+                        *(ext_authz_filter(e) for e in extensions),
+                        {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}},
+                    ],
+                },
+            }
+        ]
+    }
+    if mtls is not None:
+        chain["transport_socket"] = mtls.transport_socket()
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [chain],
+    }
+
+
+def static_cluster(name: str, port: int, http2: bool = False) -> dict[str, Any]:
     cluster: dict[str, Any] = {
         "name": name,
         "type": "STATIC",
@@ -114,81 +316,96 @@ def _static_cluster(name: str, host: str, port: int, http2: bool = False) -> dic
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [
-                {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
+                    ]
+                }
             ],
         },
     }
     if http2:
         cluster["typed_extension_protocol_options"] = {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "@type": HTTP_OPTIONS_TYPE,
                 "explicit_http_config": {"http2_protocol_options": {}},
             }
         }
     return cluster
 
 
-def listener(
-    name: str, port: int, team: Team, destinations: Sequence[Destination], access_log: str, with_authz: bool = True
-) -> dict[str, Any]:
-    """`with_authz=False` leaves out external authorization (the benchmark's gateway-only path)."""
-    return {
-        "name": name,
-        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-        "filter_chains": [
-            {
-                "filters": [
-                    {
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": HCM_TYPE,
-                            "stat_prefix": name,
-                            "access_log": [
-                                {
-                                    "name": "envoy.access_loggers.file",
-                                    "typed_config": {
-                                        "@type": FILE_LOG_TYPE,
-                                        "path": access_log,
-                                        "log_format": {"json_format": dict(ACCESS_LOG_FORMAT)},
-                                    },
-                                }
-                            ],
-                            "route_config": {
-                                "name": name,
-                                "virtual_hosts": [virtual_host(team, d, with_authz) for d in destinations],
-                            },
-                            "http_filters": [
-                                *(ext_authz_filter(d) for d in destinations if with_authz),
-                                {
-                                    "name": ROUTER,
-                                    "typed_config": {
-                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                                    },
-                                },
-                            ],
-                        },
-                    }
-                ]
-            }
-        ],
-    }
+# --- variants of the objects (the sandbox's extra listeners) -----------------------------------------
+def with_fail_open(objs: Iterable[Obj]) -> list[Obj]:
+    """The same objects with every GatewayExtension's `extAuth.failOpen: true`."""
+    out = copy.deepcopy(list(objs))
+    for o in out:
+        if o["kind"] == "GatewayExtension":
+            o["spec"]["extAuth"]["failOpen"] = True
+    return out
+
+
+def without_ext_auth(objs: Iterable[Obj]) -> list[Obj]:
+    """The same objects without external authorization (the benchmark's gateway-only path)."""
+    out = [copy.deepcopy(o) for o in objs if o["kind"] != "GatewayExtension"]
+    for o in out:
+        if o["kind"] == "TrafficPolicy":
+            o["spec"].pop("extAuth", None)
+    return out
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """One Envoy listener: the Gateway object's listener, with the routes of one set of objects."""
+
+    name: str  # the Envoy listener's (and its route configuration's) name
+    port: int
+    gateway: Obj  # the Gateway object
+    listener: str  # its listener's name
+    objects: list[Obj]
+
+    def routes(self) -> list[Route]:
+        return resolve(self.objects, self.gateway, self.listener)
+
+    def extensions(self) -> list[Obj]:
+        seen: dict[str, Obj] = {}
+        for r in self.routes():
+            if r.extension is not None:
+                seen.setdefault(filter_name(r.extension), r.extension)
+        return list(seen.values())
 
 
 def bootstrap(
-    team: Team,
-    listeners: Mapping[str, tuple[int, Sequence[Destination], bool]],
-    upstreams: Mapping[str, int],
-    authz_port: int,
+    gateways: Iterable[Gateway],
+    route_files: Mapping[str, Path],
+    upstream_port: Callable[[Obj], int],
+    service_port: Callable[[Obj], int],
     admin_port: int,
     access_log: str,
+    access_log_format: Mapping[str, str],
+    mtls: Mtls | None,
 ) -> dict[str, Any]:
-    """Envoy bootstrap: one listener per entry (name -> port, destinations, with authz), loopback only."""
-    clusters = [_static_cluster(f"dest-{name}", "127.0.0.1", port) for name, port in upstreams.items()]
-    clusters.append(_static_cluster(AUTHZ_CLUSTER, "127.0.0.1", authz_port, http2=True))
+    """Envoy bootstrap: one listener per gateway, loopback only.
+
+    `upstream_port(service_entry)` is the stand-in's port for a ServiceEntry's endpoints;
+    `service_port(extension)` the loopback port of the Service a GatewayExtension's gRPC service names.
+    """
+    gateways = list(gateways)
+    clusters: dict[str, dict[str, Any]] = {}
+    for g in gateways:
+        for r in g.routes():
+            name = cluster_name(r.service_entry, r.port)
+            clusters.setdefault(name, static_cluster(name, upstream_port(r.service_entry)))
+        for e in g.extensions():
+            name = grpc_cluster_name(e)
+            clusters.setdefault(name, static_cluster(name, service_port(e), http2=True))
     return {
+        "node": {"id": "egress-sandbox", "cluster": "egress-gateway"},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
-            "listeners": [listener(n, p, team, ds, access_log, a) for n, (p, ds, a) in listeners.items()],
-            "clusters": clusters,
+            "listeners": [
+                listener(g.name, g.port, g.extensions(), route_files[g.name], access_log, access_log_format, mtls)
+                for g in gateways
+            ],
+            "clusters": list(clusters.values()),
         },
     }

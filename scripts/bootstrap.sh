@@ -161,6 +161,14 @@ ensure_pulumi() {
   PULUMI_BIN_DIR=$bin
 }
 
+# Pulumi's dynamic resources (the webhook certificate) run in the `pulumi-python` resource plugin,
+# which every Pulumi install bundles next to the CLI; where the CLI was built here, put the same
+# one-line launcher there.
+ensure_dynamic_provider_shim() {
+  local shim="$PULUMI_BIN_DIR/pulumi-resource-pulumi-python"
+  cmp -s "$ROOT/scripts/pulumi-resource-pulumi-python" "$shim" || install -m 0755 "$ROOT/scripts/pulumi-resource-pulumi-python" "$shim"
+}
+
 # Python policy packs start through this analyzer plugin where no python language plugin is
 # installed (the engine's fallback); reinstalled whenever the script changes.
 ensure_policy_shim() {
@@ -188,9 +196,11 @@ ensure_plugin() { # ensure_plugin NAME VERSION [builder]
     mkdir -p "$CACHE/plugins"
     [ -x "$out" ] || "$builder" "$out"
     install_plugin "$name" "$version" "$out"
-  else
+  elif [ ! -e "$CACHE/noted-absent-$name-v$version" ]; then
+    # Said once per machine, not on every command.
     log "note: plugin $name v$version is not installed and its Go module is not served here;"
     log "      stacks that use it (see README, 'What runs where') cannot preview on this machine"
+    touch "$CACHE/noted-absent-$name-v$version"
   fi
 }
 
@@ -199,12 +209,16 @@ ensure_pulumi
 export PULUMI_HOME=${EGRESS_PULUMI_HOME:-$CACHE/pulumi-home}
 mkdir -p "$PULUMI_HOME"
 ensure_policy_shim
+ensure_dynamic_provider_shim
 ensure_plugin kubernetes "$K8S_VERSION" build_kubernetes
 ensure_plugin command "$COMMAND_VERSION"
 ensure_plugin docker "$DOCKER_VERSION"
 if [ "${EGRESS_SKIP_CHECK_TOOLS:-}" != 1 ]; then
   ensure_kyverno
   ensure_actionlint
+  # A real control plane (no nodes) and the authorization server, for the tests and `make cluster-local`.
+  CONTROLPLANE_ENV=$(bash "$ROOT/scripts/build/controlplane.sh")
+  AUTHZ_ENV=$(bash "$ROOT/scripts/build/kyverno-authz.sh")
 fi
 
 cat <<EOT
@@ -215,4 +229,6 @@ export PULUMI_HOME='$PULUMI_HOME'
 export PULUMI_BIN='$PULUMI_BIN_DIR/pulumi'
 export KYVERNO_BIN='${KYVERNO_BIN:-}'
 export ACTIONLINT_BIN='${ACTIONLINT_BIN:-}'
+${CONTROLPLANE_ENV:-}
+${AUTHZ_ENV:-}
 EOT

@@ -11,26 +11,49 @@ from typing import Any
 
 import yaml
 
+from components.manifests.yamltext import dump_one
 
-def kyverno_bin() -> str | None:
-    path = os.environ.get("KYVERNO_BIN")
+
+def _executable(variable: str) -> str | None:
+    path = os.environ.get(variable)
     return path if path and os.access(path, os.X_OK) else None
 
 
-def envoy_request(host: str, headers: dict[str, str], path: str = "/", method: str = "GET") -> dict[str, Any]:
-    """An Envoy CheckRequest as protojson (header keys lowercased, as Envoy sends them)."""
-    return {
-        "attributes": {
-            "request": {
-                "http": {
-                    "method": method,
-                    "host": host,
-                    "path": path,
-                    "headers": {":authority": host, **{k.lower(): v for k, v in headers.items()}},
-                }
+def kyverno_bin() -> str | None:
+    """The Kyverno CLI (KYVERNO_BIN)."""
+    return _executable("KYVERNO_BIN")
+
+
+def authz_bin() -> str | None:
+    """The Kyverno authz server (KYVERNO_AUTHZ_BIN, scripts/build/kyverno-authz.sh)."""
+    return _executable("KYVERNO_AUTHZ_BIN")
+
+
+def envoy_request(
+    host: str,
+    headers: dict[str, str],
+    path: str = "/",
+    method: str = "GET",
+    principal: str | None = None,
+    context: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An Envoy CheckRequest as protojson (header keys lowercased, as Envoy sends them): the
+    caller's mesh identity as `source.principal`, the route's `context_extensions`."""
+    attributes: dict[str, Any] = {
+        "request": {
+            "http": {
+                "method": method,
+                "host": host,
+                "path": path,
+                "headers": {":authority": host, **{k.lower(): v for k, v in headers.items()}},
             }
         }
     }
+    if principal is not None:
+        attributes["source"] = {"principal": principal}
+    if context is not None:
+        attributes["contextExtensions"] = context
+    return {"attributes": attributes}
 
 
 @dataclass
@@ -48,7 +71,8 @@ class Case:
 def write(root: Path, case: Case) -> None:
     d = root / case.name
     d.mkdir(parents=True)
-    (d / "policy.yaml").write_text(yaml.safe_dump(case.policy, sort_keys=False))
+    # The same emitter as the policy files the authz server loads (manifests.authz.policy_file).
+    (d / "policy.yaml").write_text(dump_one(case.policy), encoding="utf-8")
     test: dict[str, Any] = {
         "apiVersion": "cli.kyverno.io/v1alpha1",
         "kind": "Test",
@@ -57,7 +81,7 @@ def write(root: Path, case: Case) -> None:
     }
     result: dict[str, Any] = {"policy": case.policy["metadata"]["name"], "result": case.expected}
     if case.request is not None:
-        (d / "request.json").write_text(json.dumps(case.request))
+        (d / "request.json").write_text(json.dumps(case.request, ensure_ascii=False), encoding="utf-8")
         test["envoyPayloads"] = ["./request.json"]
         result["kind"] = ""
     if case.resources:

@@ -65,7 +65,6 @@ def test_team_preview_plans_the_team_objects_json(engine: Engine) -> None:
         "team-payments-partner-models-gatewayextension": "kubernetes:gateway.kgateway.dev/v1alpha1:GatewayExtension",
         "team-payments-partner-models-trafficpolicy": "kubernetes:gateway.kgateway.dev/v1alpha1:TrafficPolicy",
         "team-payments-referencegrant": "kubernetes:gateway.networking.k8s.io/v1beta1:ReferenceGrant",
-        "team-payments-authz-policies": "kubernetes:core/v1:ConfigMap",
         "platform": "pulumi:pulumi:StackReference",
     }
     for name, typ in expected.items():
@@ -197,7 +196,6 @@ def test_gitops_render_writes_manifests_that_pass_the_schema_checks(engine: Engi
             "TrafficPolicy",
             "BackendConfigPolicy",
             "ReferenceGrant",
-            "ConfigMap",
         ]
     )
     index, report = SchemaIndex.load(crds_dir), CelReport()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components.manifests.stack import stack_objects
+from components.manifests.stack import REGISTRY_DEPENDENT_KINDS, stack_objects
 from components.manifests.yamltext import dump
 from components.settings.stackfile import load_stack
 
@@ -24,6 +24,25 @@ def rendered(path: Path) -> str:
     # Team stacks take the approval registry from the platform stack.
     registry = list(load_stack(ROOT / "Pulumi.dev.yaml").approvals)
     return dump(stack_objects(cfg, TODAY, None if cfg.is_platform else registry).all())
+
+
+@pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)
+def test_the_registry_changes_only_the_metadata_of_registry_dependent_kinds(path: Path) -> None:
+    """What lets a team stack lay its resources out before the platform's registry arrives."""
+    cfg = load_stack(path)
+    registry = list(load_stack(ROOT / "Pulumi.dev.yaml").approvals)
+    without = stack_objects(cfg, TODAY, []).all() if not cfg.is_platform else stack_objects(cfg, TODAY).all()
+    with_registry = stack_objects(cfg, TODAY, registry).all()
+    assert [(o["kind"], o["metadata"]["name"]) for o in without] == [
+        (o["kind"], o["metadata"]["name"]) for o in with_registry
+    ]
+    for a, b in zip(without, with_registry, strict=True):
+        if a["kind"] in REGISTRY_DEPENDENT_KINDS:
+            assert {k: v for k, v in a.items() if k != "metadata"} == {k: v for k, v in b.items() if k != "metadata"}
+        else:
+            assert a == b
+    if not cfg.is_platform:  # the examples' destinations are approved: the marks do differ
+        assert any(a != b for a, b in zip(without, with_registry, strict=True))
 
 
 @pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)

@@ -47,9 +47,14 @@ EXPECTED_DEPS: dict[str, set[str]] = {
     "kgateway-controller": {"kgateway-crds", "gateway-api-standard", "istio-base"},
     "kyverno-release": set(),
     "kyverno-authz-namespace": set(),
+    "kyverno-authz-destination-policy": {"kyverno-authz-namespace"},
     "kyverno-authz-default-deny": {"kyverno-authz-namespace"},
     "kyverno-authz-webhook-cert": set(),
-    "kyverno-authz-server": {"kyverno-authz-default-deny", "kyverno-authz-webhook-cert"},
+    "kyverno-authz-server": {
+        "kyverno-authz-destination-policy",
+        "kyverno-authz-default-deny",
+        "kyverno-authz-webhook-cert",
+    },
     "egress-gateway-namespace": {"istio-istiod", "istio-cni", "istio-ztunnel"},
     "egress-gateway-gateway": {"egress-gateway-namespace", "gateway-api-standard", "kgateway-controller"},
     "egress-gateway-access-log": {"egress-gateway-namespace", "kgateway-crds"},
@@ -70,7 +75,6 @@ EXPECTED_DEPS: dict[str, set[str]] = {
     "team-ml-ollama-gatewayextension": {"team-ml-namespace", "kgateway-crds"},
     "team-ml-ollama-trafficpolicy": {"team-ml-namespace", "kgateway-crds"},
     "team-ml-referencegrant": {"gateway-api-standard", "kyverno-authz-namespace"},
-    "team-ml-authz-policies": {"kyverno-authz-namespace"},
 }
 
 
@@ -129,7 +133,6 @@ def test_every_child_is_parented_by_its_component() -> pulumi.Output[None]:
         "ollama-container": "ollama",
         "team-ml-ollama": "team-ml",
         "team-ml-ollama-serviceentry": "team-ml-ollama",
-        "team-ml-authz-policies": "team-ml",
     }
 
     def check(g: mockgraph.Graph) -> None:
@@ -179,7 +182,7 @@ def test_charts_images_and_crd_bundle_are_pinned_as_in_the_design() -> pulumi.Ou
         assert chart["values"].get(SECRET_SIG) == SECRET_VALUE
         assert chart["values"]["value"]["config"]["sources"] == {
             "kube": False,
-            "external": [f"file://{names.AUTHZ_POLICY_DIR}"],
+            "external": [f"file://{names.AUTHZ_POLICY_DIR}", f"file://{authz.DEFAULT_DENY_DIR}"],
         }
         assert g.nodes["gateway-api-standard"].inputs["file"] == (
             "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.6.1/standard-install.yaml"
@@ -238,7 +241,7 @@ def test_platform_outputs_name_what_a_person_uses() -> None:
     assert f"http://{names.gateway_address()}/" in cmds["allowed"]
 
 
-def test_authz_deployment_gets_the_policy_directory() -> None:
+def test_authz_deployment_gets_one_directory_per_policy_source_default_deny_last() -> None:
     deployment = {
         "kind": "Deployment",
         "spec": {
@@ -248,19 +251,16 @@ def test_authz_deployment_gets_the_policy_directory() -> None:
             }
         },
     }
-    patched = authz.mount_policies(deployment, ["ml", "research"])
+    patched = authz.mount_policies(deployment)
     assert patched is not None
     pod = patched["spec"]["template"]["spec"]
-    sources = pod["volumes"][0]["projected"]["sources"]
-    assert [s["configMap"]["name"] for s in sources] == [
-        "egress-authz-default",
-        "egress-authz-ml",
-        "egress-authz-research",
-    ]
-    assert sources[0]["configMap"].get("optional") is None  # the default deny must exist
-    assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == names.AUTHZ_POLICY_DIR
+    assert [v["configMap"]["name"] for v in pod["volumes"]] == ["egress-authz-policy", "egress-authz-default"]
+    mounts = [m["mountPath"] for m in pod["containers"][0]["volumeMounts"]]
+    assert mounts == [names.AUTHZ_POLICY_DIR, authz.DEFAULT_DENY_DIR]
+    external = authz.chart_values("crt", "key")["config"]["sources"]["external"]
+    assert external == [f"file://{d}" for d in mounts]  # the server evaluates sources in flag order
     other = {"kind": "Deployment", "spec": {"template": {"metadata": {"labels": {"app": "webhook"}}}}}
-    assert authz.mount_policies(other, ["ml"]) is None
+    assert authz.mount_policies(other) is None
 
 
 @pytest.mark.parametrize("kind_name", ["egress-dev"])

@@ -145,10 +145,8 @@ def test_gateway_extension_fails_closed_unless_allowed() -> None:
     assert _run(pack.fail_closed_ext_auth, _args(t, {})) == []  # failOpen defaults to false
 
 
-def test_authz_policy_files_fail_closed() -> None:
-    cfg = _dev()
-    assert cfg.team is not None
-    cm = authz.team_configmap(cfg.team, cfg.destinations)
+@pytest.mark.parametrize("cm", authz.platform_configmaps(), ids=lambda cm: cm["metadata"]["name"])
+def test_authz_policy_files_fail_closed(cm: dict[str, Any]) -> None:
     assert _run(pack.fail_closed_authz_policies, _args(pack.CONFIG_MAP, cm)) == []
     bad = copy.deepcopy(cm)
     key = next(iter(bad["data"]))

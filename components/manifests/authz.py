@@ -1,11 +1,19 @@
-"""Authorization: the Envoy-mode ValidatingPolicies, their files and ConfigMaps, and the authz
-server's chart values and policy mount (pure, no Pulumi import)."""
+"""Authorization: one platform-owned Envoy-mode ValidatingPolicy that decides every request from
+the route it arrived on, a default deny in a source of its own, their ConfigMaps, and the authz
+server's chart values and policy mounts (pure, no Pulumi import).
+
+What a destination requires travels as data, not as policy code: each destination's TrafficPolicy
+carries it in `extAuth.contextExtensions` (`route_context`), kgateway pushes that into Envoy's
+per-route ext_authz settings, and Envoy sends it with every Check as
+`attributes.context_extensions`. The policy never changes when a team adds, changes or removes a
+destination, so the authz server, which reads its files once, never needs a restart, and no team
+writes into the authz namespace.
+"""
 
 from __future__ import annotations
 
 import copy
-import json
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..settings import names
@@ -13,50 +21,108 @@ from ..settings.config import Destination, Team
 from .kinds import AUTHZ_POLICY_API, REFERENCE_GRANT_API, Obj
 from .yamltext import dump_one
 
+# --- the route's context: what one destination requires ----------------------------------------
+# Keys of TrafficPolicy spec.extAuth.contextExtensions (-> Envoy ExtAuthzPerRoute
+# check_settings.context_extensions -> CheckRequest attributes.context_extensions).
+CTX_DESTINATION = "egress-destination"  # team/destination: marks a route as an egress destination's
+CTX_NAMESPACE = "egress-namespace"  # the owning team's namespace: only its workloads may call
+CTX_HOST = "egress-host"  # the destination's host: the request's host must be this one
+CTX_DENY_MESSAGE = "egress-deny-message"  # the body of a denial (data: any Unicode is safe)
+CTX_HEADER_PREFIX = "egress-header."  # + header name: its allowed values, one per line
+VALUE_SEPARATOR = "\n"  # never part of an HTTP header value (RFC 9110 field values exclude CR and LF)
 
-def policy_name(team: Team, dest: Destination) -> str:
-    return names.object_name("egress", team.name, dest.name)
+FALLBACK_DENY_MESSAGE = "Access denied by egress policy"
+DEFAULT_DENY_MESSAGE = "No egress destination is configured for this host"
 
 
-def _cel_string(value: str) -> str:
-    """A CEL string literal (JSON escaping is valid CEL escaping for these characters)."""
-    return json.dumps(value)
-
-
-def condition(dest: Destination) -> str:
-    """CEL that is true when the request satisfies every required header of the destination."""
-    terms = []
+def route_context(team: Team, dest: Destination) -> dict[str, str]:
+    """Everything the generic policy needs to decide a request on this destination's route."""
+    ctx = {
+        CTX_DESTINATION: f"{team.name}/{dest.name}",
+        CTX_NAMESPACE: team.namespace,
+        CTX_HOST: dest.host,
+        CTX_DENY_MESSAGE: dest.authz.deny_message,
+    }
     for header, allowed in sorted(dest.authz.require_headers.items()):
-        values = ", ".join(_cel_string(v) for v in allowed)
-        terms.append(f'object.attributes.request.http.headers[?{_cel_string(header)}].orValue("") in [{values}]')
-    return " && ".join(terms)
+        bad = [v for v in allowed if v == "" or any(c in v for c in "\r\n\0")]
+        if bad:  # the config refuses these; a value with a newline would split into two allowed values
+            raise ValueError(f"header {header!r} of {dest.name}: allowed values cannot be empty or hold CR/LF/NUL")
+        ctx[CTX_HEADER_PREFIX + header] = VALUE_SEPARATOR.join(allowed)
+    return ctx
 
 
-HOST_EXPRESSION = 'object.attributes.request.http.host.split(":")[0]'
+# --- the policies --------------------------------------------------------------------------------
+DESTINATION_POLICY = "egress-destination-access"
+DESTINATION_POLICY_FILE = f"{DESTINATION_POLICY}.yaml"
 
 
-def destination_policy(team: Team, dest: Destination) -> Obj:
-    """Envoy-mode ValidatingPolicy for one destination.
+def _cel(value: str) -> str:
+    """A CEL string literal for the fixed ASCII strings of this module (no user data is ever inlined)."""
+    assert value.isascii() and value.isprintable() and '"' not in value and "\\" not in value, value
+    return f'"{value}"'
 
-    The matchCondition on the host makes the policy abstain for every other destination's
-    requests, so one destination's rule never decides another's.
+
+def _ctx(key: str) -> str:
+    return f"variables.route[?{_cel(key)}].orValue({_cel('')})"
+
+
+_HEADER = f"object.attributes.request.http.headers[?k.substring({len(CTX_HEADER_PREFIX)})].orValue({_cel('')})"
+
+# (name, CEL): the generic policy's variables, in evaluation order.
+_VARIABLES: list[tuple[str, str]] = [
+    ("route", "object.attributes.context_extensions"),
+    # The caller's mesh identity: spiffe://<trust domain>/ns/<namespace>/sa/<service account>.
+    ("principal", "object.attributes.source.principal"),
+    ("caller", f"variables.principal.split({_cel('/')})"),
+    (
+        "fromOwner",
+        f"variables.principal.startsWith({_cel('spiffe://')}) && size(variables.caller) == 7"
+        f" && variables.caller[2] != {_cel('')} && variables.caller[3] == {_cel('ns')}"
+        f" && variables.caller[5] == {_cel('sa')} && variables.caller[6] != {_cel('')}"
+        f" && variables.caller[4] != {_cel('')} && variables.caller[4] == {_ctx(CTX_NAMESPACE)}",
+    ),
+    (
+        "toHost",
+        f"object.attributes.request.http.host.split({_cel(':')})[0].lowerAscii() == {_ctx(CTX_HOST)}"
+        f" && {_ctx(CTX_HOST)} != {_cel('')}",
+    ),
+    (
+        "withHeaders",
+        f"variables.route.all(k, !k.startsWith({_cel(CTX_HEADER_PREFIX)})"
+        f' || ({_HEADER} != {_cel("")} && {_HEADER} in variables.route[k].split("\\n")))',
+    ),
+]
+
+
+def destination_policy() -> Obj:
+    """The one Envoy-mode ValidatingPolicy for every destination of every team.
+
+    It abstains for a request without an egress route's context (the default deny, in the last
+    source, decides those) and otherwise allows only when the caller is a workload of the route's
+    owning namespace, the host is the route's host, and every required header carries one of its
+    allowed values; else it denies with the route's message.
     """
     return {
         "apiVersion": AUTHZ_POLICY_API,
         "kind": "ValidatingPolicy",
-        "metadata": {"name": policy_name(team, dest), "labels": names.labels(team.name, dest.name)},
+        "metadata": {"name": DESTINATION_POLICY, "labels": names.labels()},
         "spec": {
             "failurePolicy": "Fail",
             "evaluation": {"mode": "Envoy"},
             "matchConditions": [
-                {"name": "destination-host", "expression": f"{HOST_EXPRESSION} == {_cel_string(dest.host)}"}
+                {
+                    "name": "egress-route",
+                    "expression": f"{_cel(CTX_DESTINATION)} in object.attributes.context_extensions",
+                }
             ],
-            "variables": [{"name": "allowed", "expression": condition(dest)}],
+            "variables": [{"name": n, "expression": e} for n, e in _VARIABLES],
             "validations": [
                 {
                     "expression": (
-                        "variables.allowed ? envoy.Allowed().Response() : "
-                        f"envoy.Denied(403).WithBody({_cel_string(dest.authz.deny_message)}).Response()"
+                        "variables.fromOwner && variables.toHost && variables.withHeaders"
+                        " ? envoy.Allowed().Response()"
+                        f" : envoy.Denied(403).WithBody(variables.route[?{_cel(CTX_DENY_MESSAGE)}]"
+                        f".orValue({_cel(FALLBACK_DENY_MESSAGE)})).Response()"
                     )
                 }
             ],
@@ -65,7 +131,7 @@ def destination_policy(team: Team, dest: Destination) -> Obj:
 
 
 def default_deny_policy() -> Obj:
-    """Catch-all deny, loaded last: the authz server allows a request no policy matches."""
+    """Catch-all deny, in the last source: the authz server allows a request no policy decides."""
     return {
         "apiVersion": AUTHZ_POLICY_API,
         "kind": "ValidatingPolicy",
@@ -73,13 +139,7 @@ def default_deny_policy() -> Obj:
         "spec": {
             "failurePolicy": "Fail",
             "evaluation": {"mode": "Envoy"},
-            "validations": [
-                {
-                    "expression": (
-                        'envoy.Denied(403).WithBody("No egress destination is configured for this host").Response()'
-                    )
-                }
-            ],
+            "validations": [{"expression": f"envoy.Denied(403).WithBody({_cel(DEFAULT_DENY_MESSAGE)}).Response()"}],
         },
     }
 
@@ -89,18 +149,92 @@ def policy_file(policy: Obj) -> str:
     return dump_one(policy)
 
 
-def policy_file_name(team: Team, dest: Destination) -> str:
-    return f"{policy_name(team, dest)}.yaml"
+# --- ConfigMaps, mounts and chart values ---------------------------------------------------------
+DESTINATION_CONFIGMAP = "egress-authz-policy"
+DEFAULT_DENY_CONFIGMAP = names.authz_configmap("default")
+DEFAULT_DENY_DIR = "/etc/egress-authz/default-deny"
 
 
-def team_configmap(team: Team, destinations: Sequence[Destination]) -> Obj:
-    """The team's authz policies as files, mounted into the authz server's policy directory."""
-    data = {policy_file_name(team, d): policy_file(destination_policy(team, d)) for d in destinations}
+def _configmap(name: str, file_name: str, policy: Obj) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": names.metadata(names.authz_configmap(team.name), names.AUTHZ_NAMESPACE, team.name),
-        "data": data,
+        "metadata": names.metadata(name, names.AUTHZ_NAMESPACE),
+        "data": {file_name: policy_file(policy)},
+    }
+
+
+def destination_configmap() -> Obj:
+    return _configmap(DESTINATION_CONFIGMAP, DESTINATION_POLICY_FILE, destination_policy())
+
+
+def default_deny_configmap() -> Obj:
+    return _configmap(DEFAULT_DENY_CONFIGMAP, names.DEFAULT_DENY_FILE, default_deny_policy())
+
+
+def platform_configmaps() -> list[Obj]:
+    """The platform's policy ConfigMaps, in source order (the default deny last)."""
+    return [destination_configmap(), default_deny_configmap()]
+
+
+@dataclass(frozen=True)
+class PolicySource:
+    """One policy source of the authz server: a ConfigMap mounted as a directory of its own."""
+
+    role: str  # names the volume and the program's resource
+    configmap: str
+    directory: str
+
+    @property
+    def volume(self) -> str:
+        return f"egress-authz-{self.role}"
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.directory}"
+
+
+# In the order the server evaluates them. Each source is a directory of its own: a policy that fails
+# to load drops only its own source, and the server's order within a source is not defined (see
+# docs/authz-server.md); the default deny comes last.
+POLICY_SOURCES: tuple[PolicySource, ...] = (
+    PolicySource("destination-policy", DESTINATION_CONFIGMAP, names.AUTHZ_POLICY_DIR),
+    PolicySource("default-deny", DEFAULT_DENY_CONFIGMAP, DEFAULT_DENY_DIR),
+)
+
+
+def source_of(configmap: Obj) -> PolicySource:
+    """The policy source a ConfigMap of platform_configmaps() is mounted as."""
+    return next(s for s in POLICY_SOURCES if s.configmap == configmap["metadata"]["name"])
+
+
+def mount_policies(deployment: Obj) -> Obj | None:
+    """The authz server Deployment with one directory per policy source; None for other Deployments.
+
+    The 0.4.0 chart has no values for extra volumes, so the program patches its Deployment.
+    """
+    template = deployment.get("spec", {}).get("template", {})
+    if template.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component") != "authz-server":
+        return None
+    out: Obj = copy.deepcopy(deployment)
+    pod = out["spec"]["template"]["spec"]
+    pod["volumes"] = [
+        *pod.get("volumes", []),
+        *({"name": s.volume, "configMap": {"name": s.configmap}} for s in POLICY_SOURCES),
+    ]
+    for container in pod["containers"]:
+        mounts = [{"name": s.volume, "mountPath": s.directory, "readOnly": True} for s in POLICY_SOURCES]
+        container["volumeMounts"] = [*container.get("volumeMounts", []), *mounts]
+    return out
+
+
+def chart_values(webhook_crt: Any, webhook_key: Any) -> Obj:
+    """kyverno-authz-server values: policies from files only (Kyverno's admission webhook rejects
+    Envoy-mode ValidatingPolicies, so they cannot live in the cluster as objects); the chart passes
+    one `--external-policy-source` per entry, in this order."""
+    return {
+        "config": {"type": "envoy", "sources": {"kube": False, "external": [s.url for s in POLICY_SOURCES]}},
+        "validatingWebhookConfiguration": {"certificates": {"static": {"crt": webhook_crt, "key": webhook_key}}},
     }
 
 
@@ -114,52 +248,4 @@ def reference_grant(team: Team) -> Obj:
             "from": [{"group": "gateway.kgateway.dev", "kind": "GatewayExtension", "namespace": team.namespace}],
             "to": [{"group": "", "kind": "Service", "name": names.AUTHZ_SERVICE}],
         },
-    }
-
-
-def default_deny_configmap() -> Obj:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": names.metadata(names.authz_configmap("default"), names.AUTHZ_NAMESPACE),
-        "data": {names.DEFAULT_DENY_FILE: policy_file(default_deny_policy())},
-    }
-
-
-AUTHZ_POLICY_VOLUME = "egress-authz-policies"
-
-
-def policy_volume(teams: Sequence[str]) -> Obj:
-    """One flat directory from the default-deny ConfigMap and each team's (optional) ConfigMap."""
-    sources: list[Obj] = [{"configMap": {"name": names.authz_configmap("default")}}]
-    sources += [{"configMap": {"name": names.authz_configmap(t), "optional": True}} for t in sorted(set(teams))]
-    return {"name": AUTHZ_POLICY_VOLUME, "projected": {"sources": sources}}
-
-
-def mount_policies(deployment: Obj, teams: Sequence[str]) -> Obj | None:
-    """The authz server Deployment with the policy directory mounted; None for other Deployments.
-
-    The 0.4.0 chart has no values for extra volumes, so the program patches its Deployment.
-    """
-    template = deployment.get("spec", {}).get("template", {})
-    if template.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component") != "authz-server":
-        return None
-    out: Obj = copy.deepcopy(deployment)
-    pod = out["spec"]["template"]["spec"]
-    pod["volumes"] = [*pod.get("volumes", []), policy_volume(teams)]
-    for container in pod["containers"]:
-        mount = {"name": AUTHZ_POLICY_VOLUME, "mountPath": names.AUTHZ_POLICY_DIR, "readOnly": True}
-        container["volumeMounts"] = [*container.get("volumeMounts", []), mount]
-    return out
-
-
-def chart_values(webhook_crt: Any, webhook_key: Any) -> Obj:
-    """kyverno-authz-server values: policies from files only (Kyverno's admission webhook rejects
-    Envoy-mode ValidatingPolicies, so they cannot live in the cluster as objects)."""
-    return {
-        "config": {
-            "type": "envoy",
-            "sources": {"kube": False, "external": [f"file://{names.AUTHZ_POLICY_DIR}"]},
-        },
-        "validatingWebhookConfiguration": {"certificates": {"static": {"crt": webhook_crt, "key": webhook_key}}},
     }

@@ -9,6 +9,7 @@ from typing import Any
 from ..settings import names
 from ..settings.config import Approval, Destination, Team
 from . import approvals as approval_registry
+from .authz import route_context
 from .kinds import GATEWAY_API, KGATEWAY_API, SERVICE_ENTRY_API, Obj
 
 
@@ -87,7 +88,8 @@ def http_route(team: Team, dest: Destination) -> Obj:
 def traffic_policy(team: Team, dest: Destination) -> Obj:
     """Retries and timeouts for the upstream call, and external authorization on the route.
 
-    Retries apply to the upstream request only, never to the authorization call.
+    Retries apply to the upstream request only, never to the authorization call. A change here
+    (headers, message) reaches the authz server with the next request: no policy file changes.
     """
     return {
         "apiVersion": KGATEWAY_API,
@@ -104,8 +106,9 @@ def traffic_policy(team: Team, dest: Destination) -> Obj:
             },
             "extAuth": {
                 "extensionRef": {"name": extension_name(dest)},
-                # Lets the authz policy scope itself without relying on the Host header alone.
-                "contextExtensions": {"egress-destination": f"{team.name}/{dest.name}"},
+                # What the platform's one authz policy decides this route's requests by (data, pushed
+                # live to the gateway): owning namespace, host, required headers, deny message.
+                "contextExtensions": route_context(team, dest),
             },
         },
     }

@@ -14,6 +14,10 @@ from .approvals import covering
 from .destination import destination_objects
 from .kinds import Obj
 
+# The only kinds whose objects the approval registry changes (labels and annotations of the
+# ServiceEntry): a team stack lays everything else out before the registry arrives.
+REGISTRY_DEPENDENT_KINDS = frozenset({"ServiceEntry"})
+
 # Stands in for the Ollama container's address where it is not known (TEST-NET-1, never routable).
 OLLAMA_ADDRESS_PLACEHOLDER = "192.0.2.10"
 
@@ -25,7 +29,7 @@ class TeamObjects:
     team: Team
     namespace: list[Obj]  # Namespace, NetworkPolicy
     destinations: dict[str, list[Obj]]  # by destination name, in creation order
-    authz: list[Obj]  # ReferenceGrant, policy ConfigMap (absent without destinations)
+    authz: list[Obj]  # ReferenceGrant to the authz Service (absent without destinations)
 
     def all(self) -> Iterator[Obj]:
         yield from self.namespace
@@ -39,7 +43,7 @@ class StackObjects:
     """Everything a stack creates directly (Helm charts' contents and the Gateway API bundle aside)."""
 
     gateway: list[Obj] = field(default_factory=list)  # platform: the shared egress gateway
-    authz: list[Obj] = field(default_factory=list)  # platform: the default-deny policy
+    authz: list[Obj] = field(default_factory=list)  # platform: the authz policies (generic, default deny)
     admission: list[Obj] = field(default_factory=list)  # platform: the admission policy
     team: TeamObjects | None = None
 
@@ -69,7 +73,7 @@ def team_objects(
         )
         for d in destinations
     }
-    extra = [authz.reference_grant(team), authz.team_configmap(team, destinations)] if destinations else []
+    extra = [authz.reference_grant(team)] if destinations else []
     return TeamObjects(team, [namespace.namespace(team), namespace.network_policy(team)], per_destination, extra)
 
 
@@ -92,7 +96,7 @@ def stack_objects(
         return StackObjects(team=team)
     return StackObjects(
         gateway=gateway.gateway_objects(),
-        authz=[authz.default_deny_configmap()],
+        authz=authz.platform_configmaps(),
         admission=[admission.cluster_policy()],
         team=team,
     )

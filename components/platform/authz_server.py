@@ -1,6 +1,9 @@
-"""The Kyverno Envoy authorization server, loading Envoy-mode policies from a mounted flat directory.
+"""The Kyverno Envoy authorization server, loading the platform's two Envoy-mode policies from files.
 
-The default-deny policy file sorts last: the server allows what no policy matches.
+Two ConfigMaps, two directories, two policy sources in this order: the one generic destination
+policy, then the default deny (the server allows what no policy decides). What each destination
+requires reaches the server with each request (the route's context), so no team writes here and
+the server never needs a restart when destinations change.
 """
 
 from __future__ import annotations
@@ -28,8 +31,7 @@ def authz_chart(version: str) -> Chart:
 @dataclass(frozen=True)
 class KyvernoAuthzArgs:
     chart_version: str
-    default_deny: Obj  # the default-deny ConfigMap (manifests.authz.default_deny_configmap)
-    teams: Sequence[str]  # whose policy ConfigMaps are mounted
+    policies: Sequence[Obj]  # the policy ConfigMaps (manifests.authz.platform_configmaps), in source order
     install: Install = field(default_factory=Install)
 
 
@@ -42,16 +44,15 @@ class KyvernoAuthz(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
-        self.default_deny = resources.create(f"{name}-default-deny", args.default_deny, in_ns)
+        self.policies = [resources.create(f"{name}-{authz.source_of(cm).role}", cm, in_ns) for cm in args.policies]
         cert = WebhookCertificate(
             f"{name}-webhook-cert", WebhookCertificateArgs(host=WEBHOOK_HOST), pulumi.ResourceOptions(parent=self)
         )
-        teams = list(args.teams)
 
         def mount(t: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
             if t.type_ != "kubernetes:apps/v1:Deployment":
                 return None
-            patched = authz.mount_policies(dict(t.props), teams)
+            patched = authz.mount_policies(dict(t.props))
             return None if patched is None else pulumi.ResourceTransformResult(props=patched, opts=t.opts)
 
         chart = authz_chart(args.chart_version)
@@ -65,7 +66,7 @@ class KyvernoAuthz(pulumi.ComponentResource):
             # Secret in the values too, whatever the engine does with the outputs of a dynamic resource.
             values=authz.chart_values(pulumi.Output.secret(cert.crt), pulumi.Output.secret(cert.key)),
             skip_await=not args.install.wait_for_ready,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.default_deny], transforms=[mount]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.policies, transforms=[mount]),
         )
         self.address = f"{names.AUTHZ_SERVICE}.{names.AUTHZ_NAMESPACE}.svc.cluster.local:{names.AUTHZ_GRPC_PORT}"
         self.register_outputs({"address": self.address, "chartVersion": args.chart_version})

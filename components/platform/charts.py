@@ -72,6 +72,9 @@ def release(
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=repo) if repo else None,
             values=dict(chart.values),
             skip_await=not install.wait_for_ready,
+            # Chart hooks are Jobs (Kyverno's pre-delete webhook cleanup): where nothing waits for
+            # workloads, a hook would hold the install or uninstall until Helm's timeout.
+            disable_webhooks=not install.wait_for_ready,
         ),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on or []),
     )

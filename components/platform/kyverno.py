@@ -10,8 +10,11 @@ from ..settings import names, versions
 from .charts import Chart, Install, release
 
 
-def kyverno_chart(version: str) -> Chart:
-    return Chart("kyverno", version, names.KYVERNO_NAMESPACE, versions.KYVERNO_REPO)
+def kyverno_chart(version: str, install: Install) -> Chart:
+    # Its pre-delete hooks are Jobs (scale to zero, remove webhooks): where nothing runs workloads to
+    # completion, they would hold the uninstall until Helm's timeout.
+    values = {} if install.wait_for_ready else {"webhooksCleanup": {"enabled": False}}
+    return Chart("kyverno", version, names.KYVERNO_NAMESPACE, versions.KYVERNO_REPO, values)
 
 
 @dataclass(frozen=True)
@@ -25,5 +28,7 @@ class Kyverno(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: KyvernoArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("egress:index:Kyverno", name, {}, opts)
-        self.release = release(f"{name}-release", "kyverno", kyverno_chart(args.chart_version), args.install, self)
+        self.release = release(
+            f"{name}-release", "kyverno", kyverno_chart(args.chart_version, args.install), args.install, self
+        )
         self.register_outputs({"chartVersion": args.chart_version, "status": self.release.status})

@@ -103,12 +103,9 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
         on_cluster,
     )
     kyverno = Kyverno("kyverno", KyvernoArgs(chart_version=pins.kyverno_chart, install=install), on_cluster)
-    teams = sorted({t for a in cfg.approvals for t in a.teams} | ({cfg.team.name} if cfg.team else set()))
     authz = KyvernoAuthz(
         "kyverno-authz",
-        KyvernoAuthzArgs(
-            chart_version=pins.kyverno_authz_chart, default_deny=objects.authz[0], teams=teams, install=install
-        ),
+        KyvernoAuthzArgs(chart_version=pins.kyverno_authz_chart, policies=objects.authz, install=install),
         on_cluster,
     )
     gateway = EgressGateway(

@@ -1,4 +1,4 @@
-"""EgressPath: one destination's objects; TeamEgress: a team's namespace, guard, paths and authz files."""
+"""EgressPath: one destination's objects; TeamEgress: a team's namespace, guard, paths and authz grant."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pulumi
 from .. import resources
 from ..manifests.approvals import is_marked_approved
 from ..manifests.kinds import Obj
-from ..manifests.stack import TeamObjects
+from ..manifests.stack import REGISTRY_DEPENDENT_KINDS, TeamObjects
 
 # Platform pieces each kind of object needs first, by kind (CRDs, webhooks, the mesh). Team stacks
 # run against a platform that is already up and pass none.
@@ -39,7 +39,8 @@ def _create_all(
 ) -> dict[str, pulumi.CustomResource]:
     out = {}
     for i, o in enumerate(objs):
-        body = _item(resolved, i) if resolved is not None else None
+        late = resolved is not None and o["kind"] in REGISTRY_DEPENDENT_KINDS
+        body = _item(resolved, i) if late and resolved is not None else None
         out[o["kind"]] = resources.create(
             resources.child_name(prefix, o), o, _opts(parent, o["kind"], needs, *extra), body
         )
@@ -83,7 +84,9 @@ class TeamEgressArgs:
 
 
 class TeamEgress(pulumi.ComponentResource):
-    """A team's namespace (enrolled in ambient), its bypass guard, its EgressPaths and authz policies."""
+    """A team's namespace (enrolled in ambient), its bypass guard, its EgressPaths and the grant that
+    lets its GatewayExtensions reach the authz Service. What its destinations require travels in their
+    TrafficPolicies (the route's context); the team writes no policy."""
 
     def __init__(self, name: str, args: TeamEgressArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("egress:index:TeamEgress", name, {}, opts)
@@ -111,11 +114,8 @@ class TeamEgress(pulumi.ComponentResource):
             "destinations": {d: p.approved for d, p in self.paths.items()},
         }
         if objs.authz:
-            grant, files = objs.authz
-            # Neither depends on the approval registry.
+            (grant,) = objs.authz  # does not depend on the approval registry
             self.reference_grant = resources.create(
                 f"{name}-referencegrant", grant, _opts(self, "ReferenceGrant", needs)
             )
-            self.authz_policies = resources.create(f"{name}-authz-policies", files, _opts(self, "ConfigMap", needs))
-            outputs["authzConfigMap"] = files["metadata"]["name"]
         self.register_outputs(outputs)

@@ -1,0 +1,74 @@
+"""A minimal Kubernetes API client for checks: read objects back from the API server, not our outputs."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+# Where each kind the checks read lives: (API path prefix, plural, namespaced).
+KINDS: dict[str, tuple[str, str, bool]] = {
+    "Namespace": ("api/v1", "namespaces", False),
+    "ConfigMap": ("api/v1", "configmaps", True),
+    "Deployment": ("apis/apps/v1", "deployments", True),
+    "DaemonSet": ("apis/apps/v1", "daemonsets", True),
+    "CustomResourceDefinition": ("apis/apiextensions.k8s.io/v1", "customresourcedefinitions", False),
+    "Gateway": ("apis/gateway.networking.k8s.io/v1", "gateways", True),
+    "HTTPRoute": ("apis/gateway.networking.k8s.io/v1", "httproutes", True),
+    "ServiceEntry": ("apis/networking.istio.io/v1", "serviceentries", True),
+    "TrafficPolicy": ("apis/gateway.kgateway.dev/v1alpha1", "trafficpolicies", True),
+    "GatewayExtension": ("apis/gateway.kgateway.dev/v1alpha1", "gatewayextensions", True),
+    "ListenerPolicy": ("apis/gateway.kgateway.dev/v1alpha1", "listenerpolicies", True),
+    "BackendConfigPolicy": ("apis/gateway.kgateway.dev/v1alpha1", "backendconfigpolicies", True),
+    "ClusterPolicy": ("apis/kyverno.io/v1", "clusterpolicies", False),
+    "NetworkPolicy": ("apis/networking.k8s.io/v1", "networkpolicies", True),
+    "ReferenceGrant": ("apis/gateway.networking.k8s.io/v1beta1", "referencegrants", True),
+}
+
+
+@dataclass(frozen=True)
+class KubeApi:
+    server: str
+    token: str
+    context: ssl.SSLContext
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"{self.server}/{path}", data=data, method=method)
+        req.add_header("Authorization", f"Bearer {self.token}")
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, context=self.context, timeout=30) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+    def _path(self, kind: str, namespace: str | None, name: str | None = None) -> str:
+        prefix, plural, namespaced = KINDS[kind]
+        path = f"{prefix}/namespaces/{namespace}/{plural}" if namespaced and namespace else f"{prefix}/{plural}"
+        return f"{path}/{name}" if name else path
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        status, body = self.request("GET", self._path(kind, namespace, name))
+        if status == 404:
+            return None
+        if status != 200:
+            raise RuntimeError(f"GET {kind} {namespace}/{name}: {status} {body}")
+        out: dict[str, Any] = body
+        return out
+
+    def list(self, kind: str, namespace: str | None = None, selector: str | None = None) -> list[dict[str, Any]]:
+        path = self._path(kind, namespace)
+        if selector:
+            path += "?" + urllib.parse.urlencode({"labelSelector": selector})
+        status, body = self.request("GET", path)
+        if status == 404:  # the kind's CRD is not installed
+            return []
+        if status != 200:
+            raise RuntimeError(f"LIST {kind}: {status} {body}")
+        items: list[dict[str, Any]] = body["items"]
+        return items

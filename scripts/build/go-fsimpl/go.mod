@@ -1,0 +1,3 @@
+module github.com/hairyhenderson/go-fsimpl
+
+go 1.22

@@ -1,0 +1,191 @@
+"""The whole lifecycle on a real control plane: platform and team stacks applied, left alone, changed,
+refreshed and destroyed by the real Pulumi engine against a real API server (no nodes: pods never run).
+
+The platform stack runs in existing-cluster mode with charts from a loopback mirror of the pinned
+upstream charts and readiness waits off (nothing would ever become ready without nodes). The team
+stacks read it through real StackReferences. Every check reads the API server, not our outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.manifests import authz
+from components.settings import names
+from devenv.chartmirror import ChartMirror
+from devenv.controlplane import ControlPlane, missing_binaries
+from devenv.kubeapi import KubeApi
+
+from .conftest import CRDS_DIR, ROOT
+from .engine import Engine, pulumi_bin
+
+CHARTS_DIR = Path(os.environ.get("EGRESS_CHARTS_DIR", ROOT.parent / "shared" / "charts"))
+TEAM_STACKS = ("team-payments", "team-research")
+MANAGED = f"{names.MANAGED_BY_LABEL}={names.MANAGED_BY_VALUE}"
+
+
+def _skip_reason() -> str | None:
+    if pulumi_bin() is None:
+        return "needs the Pulumi CLI from scripts/bootstrap.sh (run through `make test`)"
+    missing = missing_binaries()
+    if missing:
+        return missing
+    if not CHARTS_DIR.is_dir() or not CRDS_DIR.is_dir():
+        return f"needs the pinned charts and CRDs ({CHARTS_DIR}, {CRDS_DIR}; see shared/)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
+
+
+@dataclass
+class Platform:
+    engine: Engine
+    api: KubeApi
+    env: dict[str, str]
+
+
+def platform_stack_file(mirror: ChartMirror) -> str:
+    """Pulumi.dev.yaml as a platform team would point it at an existing cluster and its chart mirror."""
+    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    doc["config"]["egress:platform"] = {
+        "cluster": {"mode": "existing"},
+        "ollama": {"enabled": False},
+        "sources": {"chartRepository": mirror.url, "gatewayApiManifest": mirror.gateway_api_manifest},
+        "waitForReady": False,
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    with ControlPlane() as cp, ChartMirror(CHARTS_DIR, CRDS_DIR) as mirror:
+        engine = Engine.create(tmp_path_factory.mktemp("lifecycle"))
+        engine.write_stack("dev", platform_stack_file(mirror))
+        env = {"KUBECONFIG": str(cp.kubeconfig)}
+        engine.init("dev")
+        up = engine.run("up", "--stack", "dev", "--yes", "--non-interactive", "--skip-preview", env=env, timeout=900)
+        assert up.returncode == 0, f"platform up failed:\n{up.stdout[-6000:]}\n{up.stderr[-3000:]}"
+        yield Platform(engine, KubeApi(cp.server, cp.token, cp.ssl_context()), env)
+        down = engine.run("destroy", "--stack", "dev", "--yes", "--non-interactive", env=env, timeout=900)
+        assert down.returncode == 0, f"platform destroy failed:\n{down.stdout[-6000:]}\n{down.stderr[-3000:]}"
+
+
+def _env_of(deployment: dict[str, Any]) -> dict[str, str]:
+    return {
+        e["name"]: e.get("value", "")
+        for c in deployment["spec"]["template"]["spec"]["containers"]
+        for e in c.get("env") or []
+    }
+
+
+def test_platform_up_creates_every_part_in_the_api_server(platform: Platform) -> None:
+    api = platform.api
+    for ns in ("istio-system", "kgateway-system", "kyverno", names.AUTHZ_NAMESPACE, names.GATEWAY_NAMESPACE):
+        assert api.get("Namespace", ns) is not None, ns
+    # The Gateway API bundle and every chart's CRDs.
+    for crd in (
+        "gateways.gateway.networking.k8s.io",
+        "httproutes.gateway.networking.k8s.io",
+        "serviceentries.networking.istio.io",
+        "trafficpolicies.gateway.kgateway.dev",
+        "clusterpolicies.kyverno.io",
+    ):
+        assert api.get("CustomResourceDefinition", crd) is not None, crd
+    # kgateway really runs with the Istio integration (routes to ServiceEntries).
+    kgw = api.get("Deployment", "kgateway", "kgateway-system")
+    assert kgw is not None and _env_of(kgw).get("KGW_ENABLE_ISTIO_INTEGRATION") == "true"
+    # istiod and the CNI really run the ambient profile.
+    istiod = api.get("Deployment", "istiod", "istio-system")
+    assert istiod is not None and _env_of(istiod).get("PILOT_ENABLE_AMBIENT") == "true"
+    cni = api.get("ConfigMap", "istio-cni-config", "istio-system")
+    assert cni is not None and cni["data"].get("AMBIENT_ENABLED") == "true", cni
+    assert api.list("DaemonSet", "istio-system", "app.kubernetes.io/name=ztunnel"), "ztunnel DaemonSet"
+    # Kyverno's admission controller and the authz server with the policy directory our transform mounts.
+    assert api.list("Deployment", "kyverno", "app.kubernetes.io/component=admission-controller")
+    (server,) = api.list("Deployment", names.AUTHZ_NAMESPACE, "app.kubernetes.io/component=authz-server")
+    pod = server["spec"]["template"]["spec"]
+    volumes = {v["name"]: v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v}
+    mounts = {m["name"]: m["mountPath"] for c in pod["containers"] for m in c.get("volumeMounts") or []}
+    args = [a for c in pod["containers"] for a in c.get("args") or []]
+    sources = [a.split("=", 1)[1] for a in args if a.startswith("--external-policy-source=")]
+    for src in authz.POLICY_SOURCES:
+        assert volumes[src.volume] == src.configmap and mounts[src.volume] == src.directory
+        assert api.get("ConfigMap", src.configmap, names.AUTHZ_NAMESPACE) is not None
+    # One source per directory, the default deny last; never the cluster's policies.
+    assert sources == [f"file://{s.directory}" for s in authz.POLICY_SOURCES], args
+    assert "--kube-policy-source=false" in args
+    # The gateway with its access log, the admission policy.
+    assert api.get("Gateway", names.GATEWAY_NAME, names.GATEWAY_NAMESPACE) is not None
+    assert api.get("ListenerPolicy", names.ACCESS_LOG_POLICY, names.GATEWAY_NAMESPACE) is not None
+    assert api.get("ClusterPolicy", "egress-require-approval") is not None
+
+
+def _team_objects(api: KubeApi, team: str, namespace: str, destination: str | None = None) -> list[str]:
+    selector = f"{MANAGED},{names.TEAM_LABEL}={team}"
+    if destination:
+        selector += f",{names.DESTINATION_LABEL}={destination}"
+    found = []
+    for kind in ("ServiceEntry", "HTTPRoute", "TrafficPolicy", "GatewayExtension", "NetworkPolicy"):
+        found += [f"{kind}/{o['metadata']['name']}" for o in api.list(kind, namespace, selector)]
+    found += [
+        f"ReferenceGrant/{o['metadata']['name']}" for o in api.list("ReferenceGrant", names.AUTHZ_NAMESPACE, selector)
+    ]
+    return found
+
+
+def _wait_gone(api: KubeApi, namespace: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while (ns := api.get("Namespace", namespace)) is not None:
+        assert time.monotonic() < deadline, f"namespace {namespace} still {ns['status'].get('phase')}"
+        time.sleep(1)
+
+
+def test_team_stacks_up_steady_change_remove_destroy(platform: Platform) -> None:
+    engine, api, env = platform.engine, platform.api, platform.env
+    for stack in TEAM_STACKS:
+        engine.init(stack)
+        up = engine.run("up", "--stack", stack, "--yes", "--non-interactive", "--skip-preview", env=env, timeout=600)
+        assert up.returncode == 0, f"{stack} up failed:\n{up.stdout[-5000:]}\n{up.stderr[-2000:]}"
+    assert len(_team_objects(api, "payments", "team-payments", "ledger")) == 4
+    assert len(_team_objects(api, "research", "team-research", "openai")) == 4
+    # No perpetual diff and no drift: the server's defaults do not show up as changes.
+    for stack in TEAM_STACKS:
+        for cmd in (("preview",), ("refresh", "--yes")):
+            out = engine.run(*cmd, "--stack", stack, "--expect-no-changes", "--non-interactive", env=env)
+            assert out.returncode == 0, f"{stack} {cmd}:\n{out.stdout[-5000:]}\n{out.stderr[-2000:]}"
+
+    # Change one destination: the plan touches only that destination's objects.
+    path = engine.workdir / "Pulumi.team-payments.yaml"
+    doc = yaml.safe_load(path.read_text())
+    ledger = next(d for d in doc["config"]["egress:destinations"] if d["name"] == "ledger")
+    ledger["timeout"] = "6s"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    plan = engine.run("preview", "--stack", "team-payments", "--json", "--non-interactive", env=env)
+    assert plan.returncode == 0, plan.stderr
+    changed = {s["urn"].rsplit("::", 1)[1] for s in json.loads(plan.stdout)["steps"] if s["op"] != "same"}
+    assert changed == {"team-payments-ledger-trafficpolicy"}, changed
+
+    # Remove it: its objects are gone from the API server.
+    doc["config"]["egress:destinations"] = [d for d in doc["config"]["egress:destinations"] if d["name"] != "ledger"]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    up = engine.run("up", "--stack", "team-payments", "--yes", "--non-interactive", "--skip-preview", env=env)
+    assert up.returncode == 0, up.stdout[-5000:]
+    assert _team_objects(api, "payments", "team-payments", "ledger") == []
+    assert _team_objects(api, "payments", "team-payments", "partner-models")
+
+    # Destroy: nothing of ours is left and no namespace is stuck in Terminating.
+    for stack, team in (("team-payments", "payments"), ("team-research", "research")):
+        down = engine.run("destroy", "--stack", stack, "--yes", "--non-interactive", env=env, timeout=600)
+        assert down.returncode == 0, f"{stack} destroy:\n{down.stdout[-5000:]}\n{down.stderr[-2000:]}"
+        _wait_gone(api, f"team-{team}")
+        assert _team_objects(api, team, f"team-{team}") == []
