@@ -16,6 +16,7 @@ success, failure, Ctrl-C and SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as dt
 import http.client
 import json
@@ -63,12 +64,23 @@ def free_ports(n: int) -> list[int]:
         return [int(s.getsockname()[1]) for s in socks]
 
 
+def _libc_prctl() -> Callable[..., int] | None:
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+    return prctl
+
+
+# Resolved here, in the parent: the child between fork and exec only calls it (no dlopen, no import).
+_PRCTL = _libc_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:
     """Child processes get SIGTERM if the sandbox itself dies (even by SIGKILL), so none outlives it."""
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def wait_for(
@@ -459,7 +471,7 @@ class Scenarios:
                 b_accepts = all(sent.get(h) in allowed for h, allowed in b.authz.require_headers.items())
                 want = f"200 {box.stand_ins[b.name].body.decode()!r}" if b_accepts else f"403 {b.authz.deny_message!r}"
                 ok = r.status == 200 if b_accepts else self._denied_with(r, b)
-                self.add(f"{b.name}: {a.name}'s headers judged by {b.name}'s route", want, str(r), ok)
+                self.add(f"{b.name}: the headers of {a.name} judged by {b.name}'s route", want, str(r), ok)
         else:
             self.add(
                 "another destination's host judged by its own route",

@@ -49,6 +49,13 @@ def test_platform_defaults_are_the_pins() -> None:
     assert p.versions == versions.Pins()
 
 
+def test_no_header_requirement_means_identity_alone() -> None:
+    d = config.parse(_stack(_dest(authz={"requireHeaders": {}}))).destinations[0]
+    assert d.authz.require_headers == {}
+    d = config.parse(_stack(_dest(authz={"denyMessage": "no"}))).destinations[0]
+    assert d.authz.require_headers == {} and d.authz.deny_message == "no"
+
+
 def test_header_names_are_lowercased() -> None:
     d = config.parse(_stack(_dest(authz={"requireHeaders": {"X-Team": ["a"]}}))).destinations[0]
     assert d.authz.require_headers == {"x-team": ["a"]}
@@ -74,7 +81,8 @@ def test_header_names_are_lowercased() -> None:
         (_dest(protocol="TCP"), "egress:destinations[ollama].protocol: must be 'HTTP' or 'HTTPS'"),
         (_dest(addresses=["not-an-ip"]), "egress:destinations[ollama].addresses: 'not-an-ip' is not an IP address"),
         (_dest(failopen=True), "egress:destinations[ollama].failopen: unknown key"),
-        (_dest(authz={"requireHeaders": {}}), "egress:destinations[ollama].authz.requireHeaders:"),
+        (_dest(authz={"requireHeaders": {"x": ["a\nb"]}}), "header 'x': 'a\\nb' is not a header value"),
+        (_dest(authz={"requireHeaders": {"x": [" a"]}}), "header 'x': ' a' is not a header value"),
         (_dest(authz={"requireHeaders": {"x": []}}), "header 'x' needs at least one non-empty allowed value"),
     ],
 )

@@ -37,15 +37,18 @@ def try_commands(cfg: StackConfig, context: str, ollama_container: str | None) -
     if cfg.team is None or not cfg.destinations:
         return {}
     d = cfg.destinations[0]
-    header, values = next(iter(sorted(d.authz.require_headers.items())))
+    # Every required header (there may be none: the team's identity alone), from a pod of the team.
+    headers = "".join(f" -H '{h}: {values[0]}'" for h, values in sorted(d.authz.require_headers.items()))
     curl = (
-        f"kubectl --context {context} -n {cfg.team.namespace} run egress-try --rm -i --restart=Never "
+        f"kubectl --context {context} -n {{ns}} run egress-try --rm -i --restart=Never "
         f"--image={versions.CURL_IMAGE} -- curl -sS -i -H 'Host: {d.host}'"
     )
     url = f"http://{names.gateway_address()}/"
+    own = curl.format(ns=cfg.team.namespace)
     out = {
-        "allowed": f"{curl} -H '{header}: {values[0]}' {url}",
-        "denied": f"{curl} {url}",
+        "allowed": f"{own}{headers} {url}",
+        # Without the headers, or (identity alone) from a pod outside the team's namespace.
+        "denied": f"{own} {url}" if headers else f"{curl.format(ns='default')} {url}",
         "accessLog": (
             f"kubectl --context {context} -n {names.GATEWAY_NAMESPACE} logs deploy/{names.GATEWAY_NAME} --tail=20"
         ),
@@ -132,7 +135,6 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
             "GatewayExtension": [kgateway.crds],
             "TrafficPolicy": [kgateway.crds],
             "BackendConfigPolicy": [kgateway.crds],
-            "ConfigMap": [authz.namespace],
         }
         team = TeamEgress(
             f"team-{objects.team.team.name}", TeamEgressArgs(objects=objects.team, needs=needs), on_cluster

@@ -81,9 +81,10 @@ class _Strict(BaseModel):
 
 
 class Authz(_Strict):
-    """Who may use a destination: every listed header must carry one of its allowed values."""
+    """Who may use a destination: workloads of the owning team's namespace (their mesh identity),
+    and, where headers are listed, only requests in which each carries one of its allowed values."""
 
-    require_headers: dict[str, list[str]] = Field(min_length=1)
+    require_headers: dict[str, list[str]] = Field(default_factory=dict)
     deny_message: str = Field(default="Access denied by egress policy", min_length=1, max_length=512)
 
     @field_validator("require_headers")
@@ -97,6 +98,13 @@ class Authz(_Strict):
                 raise ValueError(f"'{name}' is not a valid header name")
             if not allowed or any(not isinstance(v, str) or v == "" for v in allowed):
                 raise ValueError(f"header '{name}' needs at least one non-empty allowed value")
+            # A value a request can carry: no control characters (a newline would also split the
+            # route's list of values), no surrounding whitespace (HTTP strips it).
+            bad = [v for v in allowed if v != v.strip(" \t") or any(c != "\t" and (c < " " or c == "\x7f") for c in v)]
+            if bad:
+                raise ValueError(
+                    f"header '{name}': {bad[0]!r} is not a header value (control character or surrounding space)"
+                )
             out[key] = list(allowed)
         return out
 
