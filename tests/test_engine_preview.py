@@ -170,7 +170,11 @@ def test_fixture_outputs_match_what_the_platform_program_exports() -> None:
 
 
 def test_gitops_render_writes_manifests_that_pass_the_schema_checks(engine: Engine, crds_dir: Path) -> None:
-    """`make render`'s engine run: the provider writes the manifests instead of applying them."""
+    """`make render`'s engine run: the provider writes the manifests instead of applying them.
+
+    With KUBECONFIG set, as in most platform engineers' shells: the provider must not take it as its
+    kubeconfig (it refuses one next to renderYamlToDirectory).
+    """
     import shutil
 
     import yaml
@@ -180,9 +184,14 @@ def test_gitops_render_writes_manifests_that_pass_the_schema_checks(engine: Engi
     shutil.copy(engine.workdir / "Pulumi.team-research.yaml", engine.workdir / "Pulumi.team-research-render.yaml")
     engine.init("team-research-render")
     out_dir = engine.workdir / "rendered" / "team-research"
-    result = engine.run(
-        "up", "--stack", "team-research-render", "--yes", "--skip-preview", env={RENDER_DIR_ENV: str(out_dir)}
+    kubeconfig = engine.workdir.parent / "user-kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: user\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "contexts: [{name: user, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {token: t}}]\n"
     )
+    env = {RENDER_DIR_ENV: str(out_dir), "KUBECONFIG": str(kubeconfig)}
+    result = engine.run("up", "--stack", "team-research-render", "--yes", "--skip-preview", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     docs = [d for f in sorted(out_dir.rglob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
     kinds = sorted(d["kind"] for d in docs)
