@@ -8,6 +8,7 @@ stacks read it through real StackReferences. Every check reads the API server, n
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import time
@@ -20,10 +21,12 @@ import pytest
 import yaml
 
 from components.manifests import authz
+from components.manifests.stack import stack_objects
 from components.settings import names
+from components.settings.stackfile import load_stack
 from devenv.chartmirror import ChartMirror
 from devenv.controlplane import ControlPlane, missing_binaries
-from devenv.kubeapi import KubeApi
+from devenv.kubeapi import KINDS, KubeApi
 
 from .conftest import CRDS_DIR, ROOT
 from .engine import Engine, pulumi_bin
@@ -130,6 +133,49 @@ def test_platform_up_creates_every_part_in_the_api_server(platform: Platform) ->
     assert api.get("ClusterPolicy", "egress-require-approval") is not None
 
 
+# What the API server adds to the specs we send (CRD defaults). Anything else it adds, drops or
+# rewrites would be a difference between our schema checks and the real server: it fails here.
+SERVER_DEFAULTS = {
+    ("GatewayExtension", "spec.extAuth.clearRouteCache"),
+    ("GatewayExtension", "spec.extAuth.grpcService.backendRef.group"),
+    ("GatewayExtension", "spec.extAuth.grpcService.backendRef.kind"),
+    ("GatewayExtension", "spec.extAuth.grpcService.backendRef.weight"),
+    ("GatewayExtension", "spec.extAuth.statusOnError"),
+    ("HTTPRoute", "spec.rules[].backendRefs[].weight"),
+    ("HTTPRoute", "spec.rules[].matches"),
+    ("TrafficPolicy", "spec.retry.backoffBaseInterval"),
+}
+
+
+def _added(sent: Any, got: Any, path: str = "spec") -> set[str]:
+    """Paths present in `got` but not in `sent` (lists walked element by element); asserts the rest equal."""
+    if isinstance(sent, dict) and isinstance(got, dict):
+        out = {f"{path}.{k}" for k in got.keys() - sent.keys()}
+        for k in sent:
+            assert k in got, f"the server dropped {path}.{k}"
+            out |= _added(sent[k], got[k], f"{path}.{k}")
+        return out
+    if isinstance(sent, list) and isinstance(got, list):
+        assert len(sent) == len(got), f"the server changed the length of {path}"
+        return set().union(*(_added(a, b, f"{path}[]") for a, b in zip(sent, got, strict=True)))
+    assert sent == got, f"the server rewrote {path}: {sent!r} -> {got!r}"
+    return set()
+
+
+def _server_defaults(api: KubeApi, stack_file: Path, platform_file: Path) -> set[tuple[str, str]]:
+    """(kind, path) of every field the API server added to a team stack's objects."""
+    cfg = load_stack(stack_file)
+    registry = load_stack(platform_file).approvals
+    out: set[tuple[str, str]] = set()
+    for obj in stack_objects(cfg, dt.date.today(), registry).all():
+        if "spec" not in obj or obj["kind"] not in KINDS:
+            continue
+        got = api.get(obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace"))
+        assert got is not None, f"{obj['kind']} {obj['metadata']['name']} is missing"
+        out |= {(obj["kind"], p) for p in _added(obj["spec"], got["spec"])}
+    return out
+
+
 def _team_objects(api: KubeApi, team: str, namespace: str, destination: str | None = None) -> list[str]:
     selector = f"{MANAGED},{names.TEAM_LABEL}={team}"
     if destination:
@@ -158,6 +204,14 @@ def test_team_stacks_up_steady_change_remove_destroy(platform: Platform) -> None
         assert up.returncode == 0, f"{stack} up failed:\n{up.stdout[-5000:]}\n{up.stderr[-2000:]}"
     assert len(_team_objects(api, "payments", "team-payments", "ledger")) == 4
     assert len(_team_objects(api, "research", "team-research", "openai")) == 4
+    defaults = set().union(
+        *(
+            _server_defaults(api, engine.workdir / f"Pulumi.{s}.yaml", engine.workdir / "Pulumi.dev.yaml")
+            for s in TEAM_STACKS
+        )
+    )
+    extra, missing = sorted(defaults - SERVER_DEFAULTS), sorted(SERVER_DEFAULTS - defaults)
+    assert not extra and not missing, f"added by the server: {extra}; no longer added: {missing}"
     # No perpetual diff and no drift: the server's defaults do not show up as changes.
     for stack in TEAM_STACKS:
         for cmd in (("preview",), ("refresh", "--yes")):
