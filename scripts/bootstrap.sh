@@ -219,6 +219,8 @@ if [ "${EGRESS_SKIP_CHECK_TOOLS:-}" != 1 ]; then
   # A real control plane (no nodes) and the authorization server, for the tests and `make cluster-local`.
   CONTROLPLANE_ENV=$(bash "$ROOT/scripts/build/controlplane.sh")
   AUTHZ_ENV=$(bash "$ROOT/scripts/build/kyverno-authz.sh")
+  # Kyverno's admission controller, run out of cluster against the local control plane.
+  ADMISSION_ENV=$(bash "$ROOT/scripts/build/kyverno-admission.sh")
 fi
 
 cat <<EOT
@@ -231,4 +233,5 @@ export KYVERNO_BIN='${KYVERNO_BIN:-}'
 export ACTIONLINT_BIN='${ACTIONLINT_BIN:-}'
 ${CONTROLPLANE_ENV:-}
 ${AUTHZ_ENV:-}
+${ADMISSION_ENV:-}
 EOT

@@ -1,0 +1,683 @@
+"""Kyverno's real admission controller (cmd/kyverno, v1.19.0) out of cluster, against a local control plane.
+
+`with KyvernoAdmission(control_plane) as kyverno:` installs what the controller needs into the API server
+(the kyverno chart's 22 CRDs by server-side apply, the `kyverno` namespace, optionally its configuration
+ConfigMap), starts the controller on a free loopback port with `--serverIP`, so that it registers its
+webhooks as `url: https://127.0.0.1:<port>/...` with its own CA, waits until its validating webhooks are
+registered and answer through the API server, and stops it again (process group, SIGTERM then SIGKILL)
+when the block ends, however it ends. On the way out it also removes the webhook configurations it
+registered: they fail closed, and would refuse every matching write once it is gone.
+
+The binary comes from KYVERNO_ADMISSION_BIN (scripts/build/kyverno-admission.sh prints it). Built from the
+module of the pinned release; see ../shared/DESIGN.md ("Kyverno's admission controller out of cluster").
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import hashlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+from .controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    Terminated,
+    _die_with_parent,
+    _on_sigterm,
+    _Process,
+    _signals_deferred,
+    free_ports,
+)
+from .kubeapi import KubeApi
+
+log = logging.getLogger(__name__)
+
+ENV_VAR = "KYVERNO_ADMISSION_BIN"
+BUILD_HINT = "run `make tools` / scripts/build/kyverno-admission.sh"
+ROOT = Path(__file__).resolve().parent.parent
+# The pinned upstream charts (../shared/charts, see its SOURCES.md); the same setting the tests use.
+CHARTS_DIR = Path(os.environ.get("EGRESS_CHARTS_DIR", ROOT.parent / "shared" / "charts"))
+# Where the kyverno chart keeps its CRDs: plain YAML apart from whole-line template directives.
+CRD_GLOBS = ("kyverno/charts/crds/templates/*/*.yaml", "kyverno/charts/kyverno-api/templates/crds/*.yaml")
+
+# Names as the kyverno chart (release `kyverno` in namespace `kyverno`) gives them.
+NAMESPACE = "kyverno"
+SERVICE = "kyverno-svc"
+DEPLOYMENT = "kyverno-admission-controller"
+SERVICE_ACCOUNT = "kyverno-admission-controller"
+CONFIG_MAP = "kyverno"
+METRICS_CONFIG_MAP = "kyverno-metrics"
+CA_SECRET = f"{SERVICE}.{NAMESPACE}.svc.kyverno-tls-ca"
+TLS_SECRET = f"{SERVICE}.{NAMESPACE}.svc.kyverno-tls-pair"
+BACKGROUND_SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:kyverno-background-controller"
+
+# What the controller registers (pkg/config/config.go); all carry the `managed-by` label.
+MANAGED_BY = "webhook.kyverno.io/managed-by=kyverno"
+POLICY_WEBHOOK_CONFIG = "kyverno-policy-validating-webhook-cfg"
+RESOURCE_WEBHOOK_CONFIG = "kyverno-resource-validating-webhook-cfg"
+POLICY_WEBHOOK = "validate-policy.kyverno.svc"
+FIELD_MANAGER = "egress-devenv"
+STOP_GRACE_SECONDS = 15.0
+# Set on each CRD applied: what was applied, so that a later start on the same control plane skips it.
+CONTENT_ANNOTATION = "egress.corp/devenv-content-sha256"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# Policy kinds `wait_policy_ready` knows -> their collection path.
+POLICY_PATHS: Mapping[str, str] = {
+    "ClusterPolicy": "apis/kyverno.io/v1/clusterpolicies",
+    "ValidatingPolicy": "apis/policies.kyverno.io/v1/validatingpolicies",
+}
+
+# Schema-valid but refused by Kyverno's policy webhook (two rules of one name): its denial proves that the
+# webhook answers the API server's calls. Sent as a dry run only; nothing is stored.
+_PROBE_RULE: dict[str, Any] = {
+    "name": "probe",
+    "match": {"any": [{"resources": {"kinds": ["ConfigMap"]}}]},
+    "validate": {"message": "probe", "deny": {}},
+}
+_PROBE_POLICY: dict[str, Any] = {
+    "apiVersion": "kyverno.io/v1",
+    "kind": "ClusterPolicy",
+    "metadata": {"name": "egress-devenv-readiness-probe"},
+    "spec": {"rules": [_PROBE_RULE, _PROBE_RULE]},
+}
+
+
+class KyvernoAdmissionError(RuntimeError):
+    """The admission controller cannot be started (missing binary, it exited, not ready in time)."""
+
+
+def missing_binary() -> str | None:
+    """Why the admission controller cannot start here (unset or wrong KYVERNO_ADMISSION_BIN), or None."""
+    value = os.environ.get(ENV_VAR, "")
+    if not value:
+        return f"{ENV_VAR} is not set (Kyverno's admission controller); {BUILD_HINT}"
+    if not os.access(value, os.X_OK):
+        return f"{ENV_VAR}={value} is not an executable file; {BUILD_HINT}"
+    return None
+
+
+def binary_from_env() -> Path:
+    reason = missing_binary()
+    if reason is not None:
+        raise KyvernoAdmissionError(reason)
+    return Path(os.environ[ENV_VAR])
+
+
+# --- the chart's CRDs ------------------------------------------------------------------------------------
+
+
+def chart_crds(charts_dir: Path | None = None) -> list[dict[str, Any]]:
+    """The CRDs the kyverno chart installs with its default values, without Helm.
+
+    Their templates are plain YAML apart from whole-line directives (an `if` on a value that defaults to
+    true, and `include`s of labels and annotations); those lines are dropped, and so are the then empty
+    `labels`/`annotations`. Anything else that looks like a template is an error, not a guess.
+    """
+    root = charts_dir or CHARTS_DIR
+    files = sorted(path for pattern in CRD_GLOBS for path in root.glob(pattern))
+    if not files:
+        raise KyvernoAdmissionError(f"no kyverno chart CRDs under {root} ({', '.join(CRD_GLOBS)})")
+    crds: list[dict[str, Any]] = []
+    for path in files:
+        lines = [line for line in path.read_text().splitlines() if not _is_directive(line)]
+        if any("{{" in line for line in lines):
+            raise KyvernoAdmissionError(f"{path}: a template expression inside a line; cannot render it without Helm")
+        for doc in yaml.load_all("\n".join(lines), Loader=_LOADER):
+            if not doc:
+                continue
+            if doc.get("kind") != "CustomResourceDefinition":
+                raise KyvernoAdmissionError(f"{path}: expected CustomResourceDefinitions, found {doc.get('kind')}")
+            meta = doc["metadata"]
+            for key in ("labels", "annotations"):
+                if not meta.get(key):
+                    meta.pop(key, None)
+            crds.append(doc)
+    return crds
+
+
+def _is_directive(line: str) -> bool:
+    text = line.strip()
+    return text.startswith("{{") and text.endswith("}}")
+
+
+# --- API calls -------------------------------------------------------------------------------------------
+
+
+class _Response:
+    def __init__(self, status: int, body: Any, warnings: list[str]) -> None:
+        self.status = status
+        self.body = body
+        self.warnings = warnings
+
+    @property
+    def message(self) -> str:
+        if isinstance(self.body, dict):
+            return str(self.body.get("message", self.body))
+        return str(self.body)
+
+
+def _call(
+    api: KubeApi,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    content_type: str = "application/json",
+    accept: str = "application/json",
+    timeout: float = 30.0,
+) -> _Response:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{api.server}/{path}", data=data, method=method)
+    request.add_header("Authorization", f"Bearer {api.token}")
+    request.add_header("Content-Type", content_type)
+    request.add_header("Accept", accept)
+    try:
+        with urllib.request.urlopen(request, context=api.context, timeout=timeout) as response:
+            raw, status, headers = response.read(), int(response.status), response.headers
+    except urllib.error.HTTPError as err:
+        raw, status, headers = err.read(), err.code, err.headers
+    try:
+        parsed: Any = json.loads(raw or b"null")
+    except ValueError:
+        parsed = raw.decode(errors="replace")
+    return _Response(status, parsed, list(headers.get_all("Warning") or []))
+
+
+def _must(response: _Response, what: str) -> Any:
+    if not 200 <= response.status < 300:
+        raise KyvernoAdmissionError(f"{what}: HTTP {response.status}: {response.message}")
+    return response.body
+
+
+def apply(api: KubeApi, path: str, obj: Mapping[str, Any]) -> Any:
+    """Server-side apply of `obj` at `path` (its item path), as field manager egress-devenv, forced."""
+    query = urllib.parse.urlencode({"fieldManager": FIELD_MANAGER, "force": "true"})
+    response = _call(api, "PATCH", f"{path}?{query}", obj, content_type="application/apply-patch+yaml")
+    return _must(response, f"apply {obj.get('kind')} {obj['metadata'].get('name')}")
+
+
+def install_crds(api: KubeApi, crds: Sequence[Mapping[str, Any]], timeout: float = 60.0) -> None:
+    """Server-side apply of the CRDs, then wait until every one applied is Established.
+
+    A CRD whose content annotation shows it was applied with the same content already is skipped (a second
+    start on the same control plane costs one metadata list instead of seconds of schema processing).
+    """
+    base = "apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    listed = _call(api, "GET", base, accept="application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")
+    present = {
+        item["metadata"]["name"]: (item["metadata"].get("annotations") or {}).get(CONTENT_ANNOTATION)
+        for item in _must(listed, "list CRDs").get("items") or []
+    }
+    applied = []
+    for crd in crds:
+        name = crd["metadata"]["name"]
+        digest = hashlib.sha256(json.dumps(crd, sort_keys=True).encode()).hexdigest()
+        if present.get(name) == digest:
+            continue
+        meta = dict(crd["metadata"])
+        meta["annotations"] = {**(meta.get("annotations") or {}), CONTENT_ANNOTATION: digest}
+        apply(api, f"{base}/{name}", {**crd, "metadata": meta})
+        applied.append(name)
+    deadline = time.monotonic() + timeout
+    for name in applied:
+        while True:
+            obj = _must(_call(api, "GET", f"{base}/{name}"), f"get CRD {name}")
+            if _condition(obj.get("status", {}), "Established") == "True":
+                break
+            if time.monotonic() > deadline:
+                raise KyvernoAdmissionError(f"CRD {name} not Established within {timeout:.0f} s: {obj.get('status')}")
+            time.sleep(0.1)
+
+
+def _condition(status: Mapping[str, Any], kind: str) -> str | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == kind:
+            return str(condition.get("status"))
+    return None
+
+
+def ensure_namespace(api: KubeApi, name: str) -> None:
+    response = _call(
+        api, "POST", "api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    if response.status != 409:
+        _must(response, f"create namespace {name}")
+
+
+# --- policy readiness -------------------------------------------------------------------------------------
+
+
+def policy_ready(obj: Mapping[str, Any]) -> tuple[bool, str]:
+    """(ready, why not) of a ClusterPolicy (condition Ready) or a ValidatingPolicy (conditionStatus.ready)."""
+    status = obj.get("status") or {}
+    if obj.get("kind") == "ClusterPolicy":
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "Ready":
+                return condition.get("status") == "True", str(condition.get("message", ""))
+        return False, "no Ready condition yet"
+    conditions = status.get("conditionStatus") or {}
+    not_true = [c for c in conditions.get("conditions") or [] if c.get("status") != "True"]
+    if conditions.get("ready") is True and not not_true:
+        return True, ""
+    reasons = "; ".join(f"{c.get('type')}: {c.get('message')}" for c in not_true)
+    return False, reasons or "not ready yet"
+
+
+def wait_policy_ready(
+    api: KubeApi,
+    name: str,
+    *,
+    kind: str = "ClusterPolicy",
+    timeout: float = 60.0,
+    admission: KyvernoAdmission | None = None,
+) -> dict[str, Any]:
+    """Waits until Kyverno reports the policy ready (its webhook configured); returns the policy.
+
+    `kind` is ClusterPolicy or ValidatingPolicy. With `admission`, a controller that exits meanwhile is
+    reported at once, with its log; on timeout the error carries the policy's last status.
+    """
+    if kind not in POLICY_PATHS:
+        raise ValueError(f"unknown policy kind {kind}; known: {', '.join(POLICY_PATHS)}")
+    path = f"{POLICY_PATHS[kind]}/{name}"
+    deadline = time.monotonic() + timeout
+    why = "not found"
+    while True:
+        if admission is not None:
+            admission.check()
+        response = _call(api, "GET", path)
+        if response.status == 200:
+            ready, why = policy_ready(response.body)
+            if ready:
+                out: dict[str, Any] = response.body
+                return out
+        elif response.status != 404:
+            why = f"HTTP {response.status}: {response.message}"
+        if time.monotonic() > deadline:
+            tail = f"; last lines of the controller's log:\n{admission.tail()}" if admission is not None else ""
+            raise KyvernoAdmissionError(f"{kind} {name} not ready within {timeout:.0f} s ({why}){tail}")
+        time.sleep(0.2)
+
+
+# --- signals -------------------------------------------------------------------------------------------
+
+_active: list[KyvernoAdmission] = []
+_previous_sigterm: Any = None
+_lock = threading.Lock()
+
+
+def _activate(admission: KyvernoAdmission) -> None:
+    # Same handler as the control plane's (SIGTERM raises Terminated in the main thread so `with` blocks
+    # clean up); installed only where SIGTERM still has its default action.
+    global _previous_sigterm
+    with _lock:
+        if (
+            not _active
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
+        ):
+            _previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
+        _active.append(admission)
+
+
+def _deactivate(admission: KyvernoAdmission) -> None:
+    global _previous_sigterm
+    with _lock:
+        if admission in _active:
+            _active.remove(admission)
+        if not _active and _previous_sigterm is not None and threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+                signal.signal(signal.SIGTERM, _previous_sigterm)
+            _previous_sigterm = None
+
+
+@atexit.register
+def _stop_all() -> None:
+    for admission in list(_active):
+        admission.stop()
+
+
+# --- the admission controller -------------------------------------------------------------------------
+
+
+class KyvernoAdmission:
+    """Kyverno's admission controller against `control_plane` (started), on a free loopback port.
+
+    `config` is the data of the controller's configuration ConfigMap (`kyverno` in its namespace: resource
+    filters, excluded groups, webhook namespace selector, ...); without it Kyverno runs on its built-in
+    defaults, which filter and exclude nothing (the chart's defaults exclude kube-system, kube-public,
+    kube-node-lease and the kyverno namespace). `kubeconfig` is the controller's credential (default: the
+    control plane's admin). The process dies with the thread that started it (PR_SET_PDEATHSIG).
+    Its leader-election identity is fixed, so a controller started after another one stopped on the same
+    control plane leads at once; two at the same time on one control plane are not supported.
+    """
+
+    def __init__(
+        self,
+        control_plane: ControlPlane,
+        *,
+        timeout: float = 180.0,
+        config: Mapping[str, str] | None = None,
+        kubeconfig: Path | None = None,
+        charts_dir: Path | None = None,
+        binary: Path | None = None,
+        extra_args: Sequence[str] = (),
+        keep_workdir: bool = False,
+    ) -> None:
+        self.control_plane = control_plane
+        self.timeout = timeout
+        self.config = dict(config) if config is not None else None
+        self.charts_dir = charts_dir
+        self.extra_args = list(extra_args)
+        self.keep_workdir = keep_workdir
+        self._kubeconfig = kubeconfig
+        self._binary = binary
+        self._process: _Process | None = None
+        self._workdir: Path | None = None
+        self._port = 0
+        self._pid = 0
+        self._started_at = 0.0
+        self.startup_seconds = 0.0
+
+    # -- properties ---------------------------------------------------------------------------------
+    @property
+    def api(self) -> KubeApi:
+        """Admin access to the control plane's API server."""
+        cp = self.control_plane
+        return KubeApi(cp.server, cp.token, cp.ssl_context())
+
+    @property
+    def url(self) -> str:
+        """Where the webhooks are served (what `--serverIP` registers)."""
+        return f"https://127.0.0.1:{self._port}"
+
+    @property
+    def pid(self) -> int:
+        """Process id of the controller (also after it stopped); 0 before it started."""
+        return self._pid
+
+    @property
+    def log_file(self) -> Path:
+        if self._workdir is None:
+            raise KyvernoAdmissionError("the admission controller is not started")
+        return self._workdir / "kyverno.log"
+
+    def tail(self, lines: int = 40) -> str:
+        return self._process.tail(lines) if self._process is not None else "(not started)"
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def __enter__(self) -> KyvernoAdmission:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> KyvernoAdmission:
+        if self._workdir is not None:
+            raise KyvernoAdmissionError("the admission controller is already started")
+        binary = self._binary or binary_from_env()
+        try:
+            self.control_plane.check()
+            kubeconfig = self._kubeconfig or self.control_plane.kubeconfig
+        except ControlPlaneError as err:
+            raise KyvernoAdmissionError(f"the control plane is not running: {err}") from err
+        self._started_at = time.monotonic()
+        self._workdir = Path(tempfile.mkdtemp(prefix="kyverno-admission-"))
+        _activate(self)
+        try:
+            self._install()
+            self._spawn(binary, kubeconfig, self._workdir)
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - self._started_at
+        log.info("kyverno admission controller ready at %s in %.1f s", self.url, self.startup_seconds)
+        return self
+
+    def stop(self) -> None:
+        """Stops the controller and removes the webhook configurations it registered; idempotent."""
+        with _signals_deferred():
+            if self._process is not None:
+                self._process.stop(STOP_GRACE_SECONDS)
+                self._process = None
+                self._remove_webhooks()
+            _deactivate(self)
+            if self._workdir is not None:
+                if self.keep_workdir:
+                    log.info("kept the admission controller's work dir %s", self._workdir)
+                else:
+                    shutil.rmtree(self._workdir, ignore_errors=True)
+                self._workdir = None
+
+    def check(self) -> None:
+        """Raises KyvernoAdmissionError if the controller has exited."""
+        proc = self._process
+        if proc is not None and proc.popen.poll() is not None:
+            raise KyvernoAdmissionError(proc.describe_exit())
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _install(self) -> None:
+        api = self.api
+        install_crds(api, chart_crds(self.charts_dir))
+        ensure_namespace(api, NAMESPACE)
+        if self.config is not None:
+            cm = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": CONFIG_MAP, "namespace": NAMESPACE},
+                "data": self.config,
+            }
+            apply(api, f"api/v1/namespaces/{NAMESPACE}/configmaps/{CONFIG_MAP}", cm)
+
+    def _spawn(self, binary: Path, kubeconfig: Path, workdir: Path) -> None:
+        self._port, metrics_port = free_ports(2)
+        argv = [
+            str(binary),
+            f"--kubeconfig={kubeconfig}",
+            # Registers the webhooks as https://<serverIP><path> and issues the serving certificate for it.
+            f"--serverIP=127.0.0.1:{self._port}",
+            "--webhookServerHost=127.0.0.1",
+            f"--webhookServerPort={self._port}",
+            f"--caSecretName={CA_SECRET}",
+            f"--tlsSecretName={TLS_SECRET}",
+            f"--backgroundServiceAccountName={BACKGROUND_SERVICE_ACCOUNT}",
+            "--metricsHost=127.0.0.1",
+            f"--metricsPort={metrics_port}",
+            "--controllerRuntimeMetricsAddress=0",  # 0 disables it (default :8080, on every address)
+            "--disableLogColor",
+            *self.extra_args,
+        ]
+        env = dict(os.environ)
+        env.update(
+            {
+                "KYVERNO_NAMESPACE": NAMESPACE,
+                "KYVERNO_DEPLOYMENT": DEPLOYMENT,
+                "KYVERNO_POD_NAME": f"{DEPLOYMENT}-local",
+                "KYVERNO_SERVICEACCOUNT_NAME": SERVICE_ACCOUNT,
+                "KYVERNO_SVC": SERVICE,
+                "INIT_CONFIG": CONFIG_MAP,
+                "METRICS_CONFIG": METRICS_CONFIG_MAP,
+            }
+        )
+        log_path = workdir / "kyverno.log"
+        with log_path.open("wb") as out:
+            popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                env=env,
+                start_new_session=True,  # own process group: killpg stops it, Ctrl-C in a terminal reaches us only
+                preexec_fn=_die_with_parent,  # a prctl call only
+            )
+        self._process = _Process("kyverno", popen, log_path)
+        self._pid = popen.pid
+        log.debug("started kyverno (pid %d): %s", popen.pid, shlex.join(argv))
+
+    def _wait(self, what: str, ready: Callable[[], tuple[bool, str]]) -> None:
+        deadline = self._started_at + self.timeout
+        while True:
+            self.check()
+            ok, last = ready()
+            if ok:
+                return
+            if time.monotonic() > deadline:
+                raise KyvernoAdmissionError(
+                    f"{what} not within {self.timeout:.0f} s (last: {last.strip()[:400]}); "
+                    f"last lines of {self.log_file}:\n{self.tail()}"
+                )
+            time.sleep(0.25)
+
+    def _wait_ready(self) -> None:
+        api = self.api
+        ca_bundle: list[bytes] = []
+
+        def registered() -> tuple[bool, str]:
+            response = _call(
+                api, "GET", f"apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations?{_selector()}"
+            )
+            if response.status != 200:
+                return False, f"HTTP {response.status}: {response.message}"
+            configs = {item["metadata"]["name"]: item for item in response.body.get("items", [])}
+            for name in (POLICY_WEBHOOK_CONFIG, RESOURCE_WEBHOOK_CONFIG):
+                if name not in configs:
+                    return False, f"{name} not registered (have: {', '.join(sorted(configs)) or 'none'})"
+            for name, config in configs.items():
+                for hook in config.get("webhooks") or []:
+                    client = hook.get("clientConfig", {})
+                    if not str(client.get("url", "")).startswith(f"{self.url}/") or not client.get("caBundle"):
+                        return False, f"{name}/{hook.get('name')} does not point at {self.url} yet: {client.get('url')}"
+            hooks = configs[POLICY_WEBHOOK_CONFIG].get("webhooks") or []
+            if not hooks:
+                return False, f"{POLICY_WEBHOOK_CONFIG} has no webhooks yet"
+            ca_bundle[:] = [base64.b64decode(hooks[0]["clientConfig"]["caBundle"])]
+            return True, ""
+
+        self._wait("validating webhook configurations registered", registered)
+
+        def serving() -> tuple[bool, str]:
+            # The serving certificate must verify against the registered CA for 127.0.0.1 (as the API server checks it).
+            context = ssl.create_default_context(cadata=ca_bundle[0].decode())
+            request = urllib.request.Request(f"{self.url}/health/readiness")
+            try:
+                with urllib.request.urlopen(request, context=context, timeout=3) as response:
+                    return int(response.status) == 200, f"HTTP {response.status}"
+            except urllib.error.HTTPError as err:
+                return False, f"HTTP {err.code}"
+            except OSError as err:
+                return False, str(err)
+
+        self._wait("webhook server serving with the registered CA", serving)
+
+        def answers() -> tuple[bool, str]:
+            response = _call(api, "POST", "apis/kyverno.io/v1/clusterpolicies?dryRun=All", _PROBE_POLICY)
+            return f'admission webhook "{POLICY_WEBHOOK}" denied the request' in response.message, (
+                f"HTTP {response.status}: {response.message}"
+            )
+
+        self._wait(f"the API server's calls to {POLICY_WEBHOOK} answered", answers)
+
+    def _remove_webhooks(self) -> None:
+        """Deletes the webhook configurations that call this controller (they fail closed once it is gone).
+
+        Only those with a webhook at this controller's URL: another controller's are left alone. Best
+        effort: the control plane may already be gone.
+        """
+        try:
+            api = self.api
+            for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+                base = f"apis/admissionregistration.k8s.io/v1/{kind}"
+                listed = _call(api, "GET", f"{base}?{_selector()}", timeout=10)
+                if listed.status != 200:
+                    log.warning("could not list Kyverno's %s: HTTP %s %s", kind, listed.status, listed.message)
+                    continue
+                for name in _calling(listed.body.get("items") or [], self.url):
+                    response = _call(api, "DELETE", f"{base}/{name}", timeout=10)
+                    if response.status not in (200, 404):
+                        log.warning("could not remove %s %s: HTTP %s %s", kind, name, response.status, response.message)
+        except (OSError, ControlPlaneError) as err:
+            log.debug("Kyverno's webhook configurations not removed: %s", err)
+
+
+def _calling(configs: Sequence[Mapping[str, Any]], url: str) -> list[str]:
+    """Names of the webhook configurations with a webhook that calls `url`."""
+    return [
+        config["metadata"]["name"]
+        for config in configs
+        if any(
+            str(hook.get("clientConfig", {}).get("url", "")).startswith(f"{url}/")
+            for hook in config.get("webhooks") or []
+        )
+    ]
+
+
+def _selector() -> str:
+    return urllib.parse.urlencode({"labelSelector": MANAGED_BY})
+
+
+# --- CLI -----------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devenv.kyverno_admission",
+        description="Start a local control plane with Kyverno's admission controller until Ctrl-C or SIGTERM. "
+        f"Binaries from KUBE_APISERVER_BIN, KUBE_CONTROLLER_MANAGER_BIN, ETCD_BIN and {ENV_VAR}.",
+    )
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for readiness (default 180)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directories (logs) after stopping")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every process started")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="kyverno-admission: %(message)s",
+        stream=sys.stderr,
+    )
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with (
+            ControlPlane(keep_workdir=args.keep) as plane,
+            KyvernoAdmission(plane, timeout=args.timeout, keep_workdir=args.keep) as kyverno,
+        ):
+            print(f"export KUBECONFIG={shlex.quote(str(plane.kubeconfig))}", flush=True)
+            log.info("webhooks at %s; log %s; Ctrl-C or SIGTERM stops it", kyverno.url, kyverno.log_file)
+            while True:
+                plane.check()
+                kyverno.check()
+                time.sleep(0.5)
+    except (KeyboardInterrupt, Terminated):
+        log.info("stopped")
+        return 0
+    except (ControlPlaneError, KyvernoAdmissionError) as err:
+        log.error("%s", err)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
