@@ -59,6 +59,7 @@ def measure(n: int) -> dict[str, float]:
                 [sys.executable, "-m", "components.manifests", str(stack)], cwd=ROOT, capture_output=True, text=True
             ).stdout
         )
+        (Path(tmp) / "engine").mkdir()
         engine = Engine.create(Path(tmp) / "engine")
         registry = yaml.safe_load((Path(tmp) / "Pulumi.bench-platform.yaml").read_text())["config"]["egress:approvals"]
         engine.seed_platform(

@@ -1,12 +1,18 @@
 """The program at scale, as whole processes from the stack config, against the bare SDK's floor.
 
 - program: `__main__.py`'s code path (config -> manifests -> components -> registrations) for a team
-  stack with N destinations, under Pulumi's mocks (the engine is not measured);
+  stack with N destinations, under Pulumi's mocks (the engine is not measured). The process gets its
+  config as the engine passes it (`PULUMI_CONFIG`, JSON) and the platform's outputs from the mocks;
+  reading the stack files is the CLI's work, done before it starts (both come from a JSON file);
 - floor: a process that registers the same objects with the bare SDK (one ComponentResource per
   destination, raw resources under it), from a file of the already-rendered objects, same mocks;
-- print: `python -m components.manifests` (`make print`) of the same stack.
+- print: `python -m components.manifests` (`make print`) of the same stack, from its stack files.
 
-Usage: python benchmarks/bench_program.py [N ...]   (default 10 100 1000; median of 5 runs each)
+Each figure is the median of RUNS runs, in wall-clock seconds and in CPU seconds (user + system of
+the process): on a machine that runs other work, CPU time is the steadier of the two. Ratios are
+program over floor, each measured in the same round; the load average is printed with them.
+
+Usage: python benchmarks/bench_program.py [N ...]   (default 10 100 1000)
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,23 +86,36 @@ def _mocks(approvals: list[dict[str, Any]]) -> Any:
     return Mocks()
 
 
-def run_program(stack_file: Path) -> None:
-    """The program as `pulumi up` runs it, config read the way the engine passes it."""
+def program_inputs(stack_file: Path, out: Path) -> None:
+    """What the engine hands the program, as a file: its config (what `PULUMI_CONFIG` holds) and the
+    platform's registry (the StackReference's outputs, for the mocks)."""
+    from components.manifests.approvals import to_output
+    from components.settings.stackfile import load_stack
+
+    doc = yaml.load(stack_file.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))["config"]
+    platform = load_stack(stack_file.parent / "Pulumi.bench-platform.yaml")
+    config = {k: json.dumps(v) for k, v in doc.items()}
+    out.write_text(json.dumps({"config": config, "approvals": to_output(platform.approvals)}))
+
+
+def run_program(inputs_file: Path) -> None:
+    """The program as `pulumi up` runs it, config read the way the engine passes it.
+
+    The config is set here rather than by the caller: at 1000 destinations its JSON is larger than
+    one environment string may be (128 KiB on Linux), so exec would refuse it.
+    """
     import pulumi
 
     from components.program import main
-    from components.settings.stackfile import load_stack
 
-    doc = yaml.safe_load(stack_file.read_text())["config"]
-    os.environ["PULUMI_CONFIG"] = json.dumps({k: json.dumps(v) for k, v in doc.items()})
-    platform = load_stack(stack_file.parent / "Pulumi.bench-platform.yaml")
-    approvals = [a.model_dump(mode="json", by_alias=True) for a in platform.approvals]
+    inputs = json.loads(inputs_file.read_text())
+    os.environ["PULUMI_CONFIG"] = json.dumps(inputs["config"])
 
     def program() -> pulumi.Output[None]:
         main()
         return pulumi.Output.from_input(None)
 
-    pulumi.runtime.set_mocks(_mocks(approvals), project="egress", stack="bench", preview=False)
+    pulumi.runtime.set_mocks(_mocks(inputs["approvals"]), project="egress", stack="bench", preview=False)
     pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
 
 
@@ -136,27 +156,65 @@ def rendered_groups(stack_file: Path, out: Path) -> None:
     out.write_text(json.dumps(groups))
 
 
-def median_process_seconds(argv: list[str]) -> float:
-    times = []
-    for _ in range(RUNS):
+@dataclass
+class Timing:
+    """One command's runs: wall-clock and CPU (user + system) seconds."""
+
+    wall: list[float]
+    cpu: list[float]
+
+    @property
+    def median_wall(self) -> float:
+        return statistics.median(self.wall)
+
+    @property
+    def median_cpu(self) -> float:
+        return statistics.median(self.cpu)
+
+
+def run_once(argv: list[str], timing: Timing) -> None:
+    """Run a command once; its stderr is shown only if it fails (at exit, the SDK's event loop may print
+    an ignored ValueError from its destructor under mocks, now and then)."""
+    with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        subprocess.run(argv, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        timing.wall.append(time.perf_counter() - start)
+        timing.cpu.append(usage.ru_utime + usage.ru_stime)
+        if proc.returncode != 0:
+            err.seek(0)
+            sys.stderr.write(err.read().decode(errors="replace"))
+            raise subprocess.CalledProcessError(proc.returncode, argv)
+
+
+def measure(n: int) -> tuple[Timing, Timing, Timing]:
+    """(program, floor, print) for N destinations, the three run in turn RUNS times."""
+    me = [sys.executable, str(Path(__file__).resolve())]
+    program, floor, printed = Timing([], []), Timing([], []), Timing([], [])
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = stack_files(Path(tmp), n)
+        objects, inputs = Path(tmp) / "objects.json", Path(tmp) / "inputs.json"
+        rendered_groups(stack, objects)
+        program_inputs(stack, inputs)
+        for _ in range(RUNS):
+            run_once([*me, "--program", str(inputs)], program)
+            run_once([*me, "--floor", str(objects)], floor)
+            run_once([sys.executable, "-m", "components.manifests", str(stack)], printed)
+    return program, floor, printed
 
 
 def main(sizes: list[int]) -> None:
-    me = [sys.executable, str(Path(__file__).resolve())]
-    print(f"{'N':>6} {'program s':>10} {'floor s':>8} {'ratio':>6}   {'print s':>8}")
+    print(f"medians of {RUNS} runs; wall-clock s (CPU s); ratio = program / floor")
+    print(f"{'N':>6} {'program':>15} {'floor':>15} {'ratio':>11}   {'print':>13}   load (1 min)")
     for n in sizes:
-        with tempfile.TemporaryDirectory() as tmp:
-            stack = stack_files(Path(tmp), n)
-            objects = Path(tmp) / "objects.json"
-            rendered_groups(stack, objects)
-            program = median_process_seconds([*me, "--program", str(stack)])
-            floor = median_process_seconds([*me, "--floor", str(objects)])
-            printed = median_process_seconds([sys.executable, "-m", "components.manifests", str(stack)])
-        print(f"{n:>6} {program:>10.3f} {floor:>8.3f} {program / floor:>6.2f}   {printed:>8.3f}")
+        program, floor, printed = measure(n)
+        ratio = f"{program.median_wall / floor.median_wall:.2f} ({program.median_cpu / floor.median_cpu:.2f})"
+        print(
+            f"{n:>6} {program.median_wall:>7.2f} ({program.median_cpu:>5.2f})"
+            f" {floor.median_wall:>7.2f} ({floor.median_cpu:>5.2f}) {ratio:>11}"
+            f"   {printed.median_wall:>5.2f} ({printed.median_cpu:>4.2f})   {os.getloadavg()[0]:.1f}"
+        )
 
 
 if __name__ == "__main__":

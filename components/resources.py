@@ -16,27 +16,22 @@ _CORE_SPEC_KINDS: dict[tuple[str, str], type[pulumi.CustomResource]] = {
 
 
 def create(
-    name: str, obj: Obj, opts: pulumi.ResourceOptions, body: pulumi.Output[Obj] | None = None
+    name: str, obj: Obj, opts: pulumi.ResourceOptions, metadata: pulumi.Output[Obj] | None = None
 ) -> pulumi.CustomResource:
     """Register one object; typed classes for core kinds, CustomResource for the rest.
 
-    `body`, where given, is the same object known only later, whose metadata (labels and annotations)
-    may differ: the resource then takes its metadata from it.
+    `metadata`, where given, is the object's metadata known only later (labels and annotations may
+    differ from `obj`'s): the resource takes it instead of `obj`'s.
     """
-
-    def field(key: str) -> Any:
-        if key == "metadata" and body is not None:
-            return body.apply(lambda o: o["metadata"])
-        return obj.get(key)
-
+    meta: Any = obj.get("metadata") if metadata is None else metadata
     key = (obj["apiVersion"], obj["kind"])
     if key == ("v1", "ConfigMap"):
-        return k8s.core.v1.ConfigMap(name, metadata=field("metadata"), data=field("data"), opts=opts)
+        return k8s.core.v1.ConfigMap(name, metadata=meta, data=obj.get("data"), opts=opts)
     cls = _CORE_SPEC_KINDS.get(key)
     if cls is not None:
-        return cls(name, metadata=field("metadata"), spec=field("spec"), opts=opts)  # type: ignore[call-arg]
+        return cls(name, metadata=meta, spec=obj.get("spec"), opts=opts)  # type: ignore[call-arg]
     resource: pulumi.CustomResource = k8s.apiextensions.CustomResource(
-        name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=field("metadata"), spec=field("spec"), opts=opts
+        name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=meta, spec=obj.get("spec"), opts=opts
     )
     return resource
 

@@ -25,6 +25,7 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "ListenerPolicy": ("apis/gateway.kgateway.dev/v1alpha1", "listenerpolicies", True),
     "BackendConfigPolicy": ("apis/gateway.kgateway.dev/v1alpha1", "backendconfigpolicies", True),
     "ClusterPolicy": ("apis/kyverno.io/v1", "clusterpolicies", False),
+    "ValidatingPolicy": ("apis/policies.kyverno.io/v1", "validatingpolicies", False),
     "NetworkPolicy": ("apis/networking.k8s.io/v1", "networkpolicies", True),
     "ReferenceGrant": ("apis/gateway.networking.k8s.io/v1beta1", "referencegrants", True),
 }

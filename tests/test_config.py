@@ -27,7 +27,12 @@ def _dest(**over: Any) -> dict[str, Any]:
 
 
 def _stack(*dests: dict[str, Any], **over: Any) -> dict[str, Any]:
-    s: dict[str, Any] = {"platform": {}, "team": {"name": "ml", "namespace": "team-ml"}, "destinations": list(dests)}
+    s: dict[str, Any] = {
+        "platform": {},
+        "team": {"name": "ml", "namespace": "team-ml"},
+        "teams": [{"name": "ml", "namespace": "team-ml"}],
+        "destinations": list(dests),
+    }
     s.update(over)
     return s
 
@@ -178,3 +183,29 @@ def test_render_cli_bad_config_is_one_line_without_traceback(tmp_path: Any) -> N
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith("error: egress:destinations[partner-models].port:")
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("namespace", ["kube-system", "kyverno", "egress-system", "default", "kube-anything"])
+def test_a_team_cannot_claim_a_platform_or_reserved_namespace(namespace: str) -> None:
+    with pytest.raises(ConfigError, match=rf"egress:team.namespace: '{namespace}' is reserved for the platform"):
+        config.parse({"platformStack": "organization/egress/dev", "team": {"name": "x", "namespace": namespace}})
+    with pytest.raises(ConfigError, match=rf"egress:teams\[x\].namespace: '{namespace}' is reserved"):
+        config.parse({"platform": {}, "teams": [{"name": "x", "namespace": namespace}]})
+
+
+def test_the_team_registry_belongs_to_the_platform_and_maps_one_namespace_to_one_team() -> None:
+    with pytest.raises(ConfigError, match="egress:teams: only the platform stack says which namespace a team owns"):
+        config.parse({"platformStack": "organization/egress/dev", "teams": [{"name": "a", "namespace": "team-a"}]})
+    both = [{"name": "a", "namespace": "team-a"}, {"name": "b", "namespace": "team-a"}]
+    with pytest.raises(ConfigError, match=r"egress:teams\[b\].namespace: 'team-a' already belongs to team 'a'"):
+        config.parse({"platform": {}, "teams": both})
+
+
+def test_approvals_name_registered_teams_and_addresses() -> None:
+    approval = {"host": "a.example", "ports": [443], "teams": ["ghost"], "ticket": "T-1"}
+    approval |= {"approvedBy": "s@corp.example", "expires": "2027-01-01"}
+    with pytest.raises(ConfigError, match=r"egress:approvals\[a.example\].teams: team 'ghost' is not in egress:teams"):
+        config.parse({"platform": {}, "approvals": [approval]})
+    teams = [{"name": "ghost", "namespace": "team-ghost"}]
+    with pytest.raises(ConfigError, match=r"egress:approvals\[a.example\].addresses: 'nope' is not an IP address"):
+        config.parse({"platform": {}, "teams": teams, "approvals": [approval | {"addresses": ["nope"]}]})

@@ -131,6 +131,15 @@ def test_platform_up_creates_every_part_in_the_api_server(platform: Platform) ->
     assert api.get("Gateway", names.GATEWAY_NAME, names.GATEWAY_NAMESPACE) is not None
     assert api.get("ListenerPolicy", names.ACCESS_LOG_POLICY, names.GATEWAY_NAMESPACE) is not None
     assert api.get("ClusterPolicy", "egress-require-approval") is not None
+    # The authz chart's webhook judges Envoy-mode policies only (so not the admission policy below).
+    status, hooks = api.request("GET", "apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations")
+    assert status == 200, hooks
+    authz_hooks = [h for c in hooks["items"] for h in c["webhooks"] if h["name"].startswith("kyverno-authz-server")]
+    assert authz_hooks and all(authz.ENVOY_MODE_ONLY in h.get("matchConditions", []) for h in authz_hooks)
+    # Admission's registry, where no team can write, and the policy that reads it.
+    assert api.get("ValidatingPolicy", names.REGISTRY_POLICY) is not None
+    registry = api.get("ConfigMap", names.REGISTRY_CONFIGMAP, names.REGISTRY_NAMESPACE)
+    assert registry is not None and '"team-payments": "payments"' in registry["data"]["namespaces.json"]
 
 
 # What the API server adds to the specs we send (CRD defaults). Anything else it adds, drops or

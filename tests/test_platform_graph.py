@@ -59,6 +59,9 @@ EXPECTED_DEPS: dict[str, set[str]] = {
     "egress-gateway-gateway": {"egress-gateway-namespace", "gateway-api-standard", "kgateway-controller"},
     "egress-gateway-access-log": {"egress-gateway-namespace", "kgateway-crds"},
     "egress-admission-clusterpolicy": {"kyverno-release"},
+    # The registry admission reads carries the Ollama container's address (approved at deploy time).
+    "egress-admission-registry": {"kyverno-release", "ollama-container"},
+    "egress-admission-validatingpolicy": {"kyverno-release", "egress-admission-registry"},
     "ollama-image": set(),
     "ollama-models": set(),
     "ollama-container": {"ollama-image", "ollama-models"},
@@ -69,6 +72,7 @@ EXPECTED_DEPS: dict[str, set[str]] = {
         "istio-base",
         "istio-istiod",
         "egress-admission-clusterpolicy",
+        "egress-admission-validatingpolicy",
         "ollama-container",  # its STATIC endpoint is the container's address
     },
     "team-ml-ollama-httproute": {"team-ml-namespace", "gateway-api-standard"},
@@ -290,3 +294,10 @@ def test_webhook_certificate_is_a_real_certificate_and_key_for_the_webhook_host(
         ["openssl", "x509", "-noout", "-text"], input=crt, capture_output=True, text=True, check=True
     ).stdout
     assert f"DNS:{WEBHOOK_HOST}" in text
+
+
+def test_the_authz_charts_webhook_judges_envoy_mode_policies_only() -> None:
+    config = {"kind": "ValidatingWebhookConfiguration", "webhooks": [{"name": "a"}, {"name": "b"}]}
+    scoped = authz.scope_validation_webhook(config)
+    assert [h["matchConditions"] for h in scoped["webhooks"]] == [[authz.ENVOY_MODE_ONLY]] * 2
+    assert "matchConditions" not in config["webhooks"][0]  # the chart's object is not modified in place

@@ -11,6 +11,7 @@ import yaml
 
 from components.manifests import destination as builders
 from components.manifests.stack import stack_objects
+from components.settings import names
 from components.settings.stackfile import load_stack
 
 from .conftest import STACK_FILES, TODAY
@@ -30,7 +31,7 @@ def _objects(path: Path) -> list[dict[str, Any]]:
     objs = stack_objects(cfg, TODAY).all()
     # Authz policies travel as files in ConfigMaps: check each file as the object it is.
     for o in list(objs):
-        if o["kind"] == "ConfigMap":
+        if o["kind"] == "ConfigMap" and o["metadata"].get("namespace") == names.AUTHZ_NAMESPACE:
             objs += [yaml.safe_load(text) for text in o["data"].values()]
     return objs
 

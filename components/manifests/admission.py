@@ -1,10 +1,14 @@
-"""Admission: the Kyverno ClusterPolicy generated from the approval rule in rules.py."""
+"""Admission: the policies Kyverno enforces on every write, and the registry they read."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..settings import names
+from ..settings.config import Approval, TeamEntry
+from .kinds import Obj
 from .rules import ApprovalRule
 
 CLUSTER_POLICY_NAME = "egress-require-approval"
@@ -124,6 +128,125 @@ def cluster_policy(rule: ApprovalRule | None = None) -> dict[str, Any]:
                             }
                         },
                     },
+                },
+            ],
+        },
+    }
+
+
+# --- admission from the registry the cluster holds (policies.kyverno.io/v1 ValidatingPolicy, CEL) ------
+
+
+def registry_configmap(
+    teams: Sequence[TeamEntry], approvals: Sequence[Approval], addresses: Mapping[str, Sequence[str]] | None = None
+) -> Obj:
+    """The approval registry as admission reads it: namespace -> team, and the approvals.
+
+    `addresses` adds STATIC endpoints known only at deploy time to an approval, by host (the
+    platform's own Ollama container).
+    """
+    extra = addresses or {}
+    entries = []
+    for a in approvals:
+        entry: dict[str, Any] = {"host": a.host, "ports": list(a.ports), "teams": list(a.teams)}
+        entry["expires"] = a.expires.isoformat()
+        listed = [*(a.addresses or []), *extra.get(a.host, [])]
+        if listed:
+            entry["addresses"] = listed
+        entries.append(entry)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": names.metadata(names.REGISTRY_CONFIGMAP, names.REGISTRY_NAMESPACE),
+        "data": {
+            "namespaces.json": json.dumps({t.namespace: t.name for t in teams}, sort_keys=True),
+            "approvals.json": json.dumps(entries, sort_keys=True),
+        },
+    }
+
+
+_REGISTRY = f'dyn(resource.Get("v1", "configmaps", "{names.REGISTRY_NAMESPACE}", "{names.REGISTRY_CONFIGMAP}"))'
+
+
+def registry_policy() -> Obj:
+    """Every MESH_EXTERNAL ServiceEntry, in every namespace, is admitted only if the registry the
+    cluster holds approves its hosts and ports for the team that owns the namespace, unexpired, with
+    only the endpoint addresses the approval lists. Labels and annotations are not read."""
+    where = f"{names.REGISTRY_NAMESPACE}/{names.REGISTRY_CONFIGMAP}"
+    return {
+        "apiVersion": "policies.kyverno.io/v1",
+        "kind": "ValidatingPolicy",
+        "metadata": {"name": names.REGISTRY_POLICY, "labels": names.labels()},
+        "spec": {
+            "validationActions": ["Deny"],
+            "evaluation": {"background": {"enabled": False}},
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["networking.istio.io"],
+                        "apiVersions": ["*"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["serviceentries"],
+                    }
+                ]
+            },
+            "matchConditions": [
+                {
+                    "name": "external-only",
+                    "expression": "!has(object.spec.location) || object.spec.location != 'MESH_INTERNAL'",
+                }
+            ],
+            "variables": [
+                {"name": "registry", "expression": _REGISTRY},
+                {
+                    "name": "team",
+                    "expression": (
+                        'variables.registry == null ? "" : string(json.unmarshal(variables.registry.data'
+                        '[?"namespaces.json"].orValue("{}"))[?namespaceObject.metadata.name].orValue(""))'
+                    ),
+                },
+                {
+                    "name": "approvals",
+                    "expression": (
+                        "variables.registry == null ? [] : json.unmarshal(variables.registry.data"
+                        '[?"approvals.json"].orValue("[]")).filter(a, variables.team in a.teams && '
+                        'timestamp(string(a.expires) + "T23:59:59Z") >= time.now())'
+                    ),
+                },
+                {
+                    "name": "ports",
+                    "expression": "has(object.spec.ports) ? object.spec.ports.map(p, int(p.number)) : []",
+                },
+            ],
+            "validations": [
+                {
+                    "expression": "variables.registry != null",
+                    "message": f"egress registry: the approval registry {where} is missing; nothing is approved",
+                },
+                {
+                    "expression": 'variables.team != ""',
+                    "messageExpression": (
+                        "'egress registry: namespace ' + namespaceObject.metadata.name + "
+                        "' belongs to no team in the approval registry'"
+                    ),
+                },
+                {
+                    "expression": (
+                        "object.spec.hosts.all(h, variables.ports.all(p, variables.approvals.exists(a, "
+                        "a.host == h && a.ports.exists(q, int(q) == p))))"
+                    ),
+                    "messageExpression": (
+                        "'egress registry: ' + object.spec.hosts.join(',') + ' on ports ' + "
+                        "variables.ports.map(p, string(p)).join(',') + "
+                        "' is not approved (or has expired) for team ' + variables.team"
+                    ),
+                },
+                {
+                    "expression": (
+                        "!has(object.spec.endpoints) || object.spec.endpoints.all(e, variables.approvals.exists(a, "
+                        "a.host in object.spec.hosts && has(a.addresses) && e.address in a.addresses))"
+                    ),
+                    "message": "egress registry: endpoint addresses must be the ones the approval lists",
                 },
             ],
         },

@@ -228,6 +228,29 @@ def mount_policies(deployment: Obj) -> Obj | None:
     return out
 
 
+# A matchCondition that errors fails the webhook's request closed: test each field before reading it.
+ENVOY_MODE_ONLY = {
+    "name": "envoy-mode-only",
+    "expression": (
+        "has(object.spec) && has(object.spec.evaluation) && has(object.spec.evaluation.mode) && "
+        "object.spec.evaluation.mode == 'Envoy'"
+    ),
+}
+
+
+def scope_validation_webhook(config: Obj) -> Obj:
+    """The chart's validation webhook, limited to Envoy-mode ValidatingPolicies.
+
+    The chart registers it for every `policies.kyverno.io` ValidatingPolicy, so it would also judge
+    (and, while its server is not up, refuse) Kyverno's own admission policies, which are not its to
+    judge. Ours never put Envoy-mode policies in the cluster (they are files), so it never fires.
+    """
+    out: Obj = copy.deepcopy(config)
+    for hook in out.get("webhooks") or []:
+        hook["matchConditions"] = [*hook.get("matchConditions", []), dict(ENVOY_MODE_ONLY)]
+    return out
+
+
 def chart_values(webhook_crt: Any, webhook_key: Any) -> Obj:
     """kyverno-authz-server values: policies from files only (Kyverno's admission webhook rejects
     Envoy-mode ValidatingPolicies, so they cannot live in the cluster as objects); the chart passes

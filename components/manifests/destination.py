@@ -146,7 +146,9 @@ def backend_tls_policy(team: Team, dest: Destination) -> Obj | None:
         "metadata": names.metadata(resource_name(dest), team.namespace, team.name, dest.name),
         "spec": {
             "targetRefs": [{"group": "networking.istio.io", "kind": "Hostname", "name": dest.host}],
-            "tls": {"sni": dest.host, "wellKnownCACertificates": "System"},
+            # The upstream must prove it is the approved host: its certificate, from the system CAs,
+            # must name it.
+            "tls": {"sni": dest.host, "wellKnownCACertificates": "System", "verifySubjectAltNames": [dest.host]},
         },
     }
 

@@ -44,7 +44,8 @@ class StackObjects:
 
     gateway: list[Obj] = field(default_factory=list)  # platform: the shared egress gateway
     authz: list[Obj] = field(default_factory=list)  # platform: the authz policies (generic, default deny)
-    admission: list[Obj] = field(default_factory=list)  # platform: the admission policy
+    # platform: the label ClusterPolicy, the registry ValidatingPolicy, and the registry it reads
+    admission: list[Obj] = field(default_factory=list)
     team: TeamObjects | None = None
 
     def all(self) -> list[Obj]:
@@ -77,6 +78,15 @@ def team_objects(
     return TeamObjects(team, [namespace.namespace(team), namespace.network_policy(team)], per_destination, extra)
 
 
+def registry_addresses(cfg: StackConfig, addresses: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    """Deploy-time STATIC endpoints (by destination name) as the registry lists them (by host).
+
+    Addresses not known yet (not strings) are left out: the program adds them once they are.
+    """
+    hosts = {d.name: d.host for d in cfg.destinations}
+    return {hosts[name]: [a for a in addrs if isinstance(a, str)] for name, addrs in addresses.items() if name in hosts}
+
+
 def stack_objects(
     cfg: StackConfig,
     today: dt.date,
@@ -97,6 +107,10 @@ def stack_objects(
     return StackObjects(
         gateway=gateway.gateway_objects(),
         authz=authz.platform_configmaps(),
-        admission=[admission.cluster_policy()],
+        admission=[
+            admission.cluster_policy(),
+            admission.registry_policy(),
+            admission.registry_configmap(cfg.teams, cfg.approvals, registry_addresses(cfg, addresses or {})),
+        ],
         team=team,
     )

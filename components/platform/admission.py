@@ -1,10 +1,12 @@
-"""The admission policy in the cluster: Kyverno enforces the approval rules on every write."""
+"""Admission in the cluster: Kyverno enforces the approval rules on every write, from the registry the
+cluster holds (a platform-owned ConfigMap no team can write), whatever labels a ServiceEntry carries."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from .. import resources
 from ..manifests.kinds import Obj
@@ -12,16 +14,35 @@ from ..manifests.kinds import Obj
 
 @dataclass(frozen=True)
 class AdmissionPolicyArgs:
-    policy: Obj  # manifests.admission.cluster_policy()
-    kyverno: pulumi.Resource  # the release whose webhook must be ready first
+    cluster_policy: Obj  # manifests.admission.cluster_policy(): the approval marks (information, checked too)
+    registry_policy: Obj  # manifests.admission.registry_policy(): decides from the registry
+    registry: pulumi.Input[Obj]  # manifests.admission.registry_configmap(...), an Output where addresses are
+    kyverno: pulumi.Resource  # the release whose webhook must be ready first (its namespace holds the registry)
 
 
 class AdmissionPolicy(pulumi.ComponentResource):
-    """Rejects MESH_EXTERNAL ServiceEntries without a valid, unexpired approval, in every namespace."""
-
     def __init__(self, name: str, args: AdmissionPolicyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("egress:index:AdmissionPolicy", name, {}, opts)
-        self.policy = resources.create(
-            f"{name}-clusterpolicy", args.policy, pulumi.ResourceOptions(parent=self, depends_on=[args.kyverno])
+        registry = pulumi.Output.from_input(args.registry)
+        # The registry exists before the policy that reads it: without it every ServiceEntry is refused.
+        self.registry = k8s.core.v1.ConfigMap(
+            f"{name}-registry",
+            metadata=registry.apply(lambda o: o["metadata"]),
+            data=registry.apply(lambda o: o["data"]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.kyverno]),
         )
-        self.register_outputs({"policy": args.policy["metadata"]["name"], "urn": self.policy.urn})
+        self.policy = resources.create(
+            f"{name}-clusterpolicy", args.cluster_policy, pulumi.ResourceOptions(parent=self, depends_on=[args.kyverno])
+        )
+        self.registry_policy = resources.create(
+            f"{name}-validatingpolicy",
+            args.registry_policy,
+            pulumi.ResourceOptions(parent=self, depends_on=[args.kyverno, self.registry]),
+        )
+        self.register_outputs(
+            {
+                "policy": args.cluster_policy["metadata"]["name"],
+                "registryPolicy": args.registry_policy["metadata"]["name"],
+                "urn": self.policy.urn,
+            }
+        )

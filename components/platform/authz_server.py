@@ -50,9 +50,12 @@ class KyvernoAuthz(pulumi.ComponentResource):
         )
 
         def mount(t: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
-            if t.type_ != "kubernetes:apps/v1:Deployment":
+            if t.type_ == "kubernetes:apps/v1:Deployment":
+                patched = authz.mount_policies(dict(t.props))
+            elif t.type_ == "kubernetes:admissionregistration.k8s.io/v1:ValidatingWebhookConfiguration":
+                patched = authz.scope_validation_webhook(dict(t.props))
+            else:
                 return None
-            patched = authz.mount_policies(dict(t.props))
             return None if patched is None else pulumi.ResourceTransformResult(props=patched, opts=t.opts)
 
         chart = authz_chart(args.chart_version)

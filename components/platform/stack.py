@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 
+from ..manifests import admission as admission_manifests
 from ..manifests import approvals as registry
-from ..manifests.stack import stack_objects
+from ..manifests.stack import registry_addresses, stack_objects
 from ..settings import names, versions
 from ..settings.config import ConfigError, PlatformConfig, StackConfig
 from ..settings.names import RENDER_DIR_ENV
@@ -121,15 +123,31 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
         ),
         on_cluster,
     )
+    cluster_policy, registry_policy, registry_now = objects.admission
+    registry_cm: pulumi.Input[dict[str, Any]] = registry_now
+    if addresses:
+        # The Ollama container's address is approved where it is known: at deploy time.
+        # from_input resolves the Outputs nested in the mapping.
+        found: pulumi.Output[dict[str, list[str]]] = pulumi.Output.from_input(addresses)  # type: ignore[arg-type]
+        registry_cm = found.apply(
+            lambda f: admission_manifests.registry_configmap(cfg.teams, cfg.approvals, registry_addresses(cfg, f))
+        )
     admission = AdmissionPolicy(
-        "egress-admission", AdmissionPolicyArgs(policy=objects.admission[0], kyverno=kyverno.release), on_cluster
+        "egress-admission",
+        AdmissionPolicyArgs(
+            cluster_policy=cluster_policy,
+            registry_policy=registry_policy,
+            registry=registry_cm,
+            kyverno=kyverno.release,
+        ),
+        on_cluster,
     )
 
     team = None
     if objects.team is not None:
         needs: Needs = {
             "Namespace": istio.ready,
-            "ServiceEntry": [*istio.crds_and_webhook, admission.policy],
+            "ServiceEntry": [*istio.crds_and_webhook, admission.policy, admission.registry_policy],
             "HTTPRoute": [gateway_api],
             "ReferenceGrant": [gateway_api, authz.namespace],
             "GatewayExtension": [kgateway.crds],

@@ -18,7 +18,7 @@ from pydantic.alias_generators import to_camel
 from .versions import Pins
 
 CONFIG_NAMESPACE = "egress"
-KNOWN_KEYS = ("platform", "platformStack", "team", "destinations", "approvals")
+KNOWN_KEYS = ("platform", "platformStack", "team", "teams", "destinations", "approvals")
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # RFC 1123 host name; wildcards are rejected separately with a clearer message.
@@ -189,9 +189,26 @@ class Destination(_Strict):
         return self
 
 
+# Namespaces the platform owns or Kubernetes reserves: no team may claim them (Kyverno's default
+# configuration does not even look at some of them).
+RESERVED_NAMESPACES = frozenset(
+    {"default", "kube-system", "kube-public", "kube-node-lease", "istio-system", "kgateway-system", "kyverno"}
+    | {"kyverno-authz", "egress-system"}
+)
+
+
+def _check_team_namespace(value: str) -> str:
+    if value in RESERVED_NAMESPACES or value.startswith("kube-"):
+        raise ValueError(f"'{value}' is reserved for the platform (reserved: {', '.join(sorted(RESERVED_NAMESPACES))})")
+    return value
+
+
+TeamNamespace = Annotated[str, AfterValidator(_check_dns_label), AfterValidator(_check_team_namespace)]
+
+
 class Team(_Strict):
     name: DnsLabel
-    namespace: DnsLabel
+    namespace: TeamNamespace
 
 
 class ClusterConfig(_Strict):
@@ -259,6 +276,13 @@ class PlatformConfig(_Strict):
     wait_for_ready: bool = True
 
 
+class TeamEntry(_Strict):
+    """The platform's record of which namespace a team owns (teams do not choose it)."""
+
+    name: DnsLabel
+    namespace: TeamNamespace
+
+
 class Approval(_Strict):
     """One entry of the platform's approval registry (security approves; teams cannot)."""
 
@@ -268,6 +292,18 @@ class Approval(_Strict):
     ticket: str = Field(min_length=1)
     approved_by: str = Field(min_length=3)
     expires: dt.date
+    # STATIC endpoints the destination may use; without it only DNS resolution of the host is approved.
+    addresses: list[str] | None = None
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, value: list[str] | None) -> list[str] | None:
+        for a in value or []:
+            try:
+                ipaddress.ip_address(a)
+            except ValueError:
+                raise ValueError(f"'{a}' is not an IP address") from None
+        return value
 
     @field_validator("approved_by")
     @classmethod
@@ -283,6 +319,7 @@ class StackConfig(_Strict):
     platform: PlatformConfig | None = None
     platform_stack: str | None = None
     team: Team | None = None
+    teams: list[TeamEntry] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)
     approvals: list[Approval] = Field(default_factory=list)
 
@@ -349,6 +386,26 @@ def _check_stack(cfg: StackConfig) -> None:
         raise ConfigError(
             f"{ns}:approvals: only the platform stack holds approvals; a team cannot approve its own destinations"
         )
+    if cfg.teams and not cfg.is_platform:
+        raise ConfigError(f"{ns}:teams: only the platform stack says which namespace a team owns")
+    owners: dict[str, str] = {}
+    for t in cfg.teams:
+        if t.name in {o for o in owners.values()}:
+            raise ConfigError(f"{ns}:teams[{t.name}].name: listed twice")
+        if t.namespace in owners:
+            raise ConfigError(
+                f"{ns}:teams[{t.name}].namespace: '{t.namespace}' already belongs to team '{owners[t.namespace]}'"
+            )
+        owners[t.namespace] = t.name
+    known = set(owners.values())
+    for a in cfg.approvals:
+        for team in a.teams:
+            if team not in known:
+                raise ConfigError(
+                    f"{ns}:approvals[{a.host}].teams: team '{team}' is not in {ns}:teams (the platform's team registry)"
+                )
+    if cfg.is_platform and cfg.team is not None and owners.get(cfg.team.namespace) != cfg.team.name:
+        raise ConfigError(f"{ns}:team: the demo team must be listed in {ns}:teams with namespace {cfg.team.namespace}")
     if cfg.destinations and cfg.team is None:
         raise ConfigError(f"{ns}:team: required when {ns}:destinations is set")
     seen_names: set[str] = set()

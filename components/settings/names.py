@@ -97,3 +97,10 @@ def gateway_address() -> str:
 # applying them.
 RENDER_DIR_ENV = "EGRESS_RENDER_DIR"
 RENDER_STACK_SUFFIX = "-render"
+
+# The approval registry as the cluster holds it: admission reads it on every write, so a team's
+# labels never decide anything. In Kyverno's namespace: platform-owned, no team can write there, and
+# it exists as soon as Kyverno does (the policy that reads the registry waits for Kyverno anyway).
+REGISTRY_NAMESPACE = KYVERNO_NAMESPACE
+REGISTRY_CONFIGMAP = "egress-approvals"
+REGISTRY_POLICY = "egress-registry-approval"

@@ -99,6 +99,12 @@ def crd_globs() -> dict[str, str]:
         "networking.istio.io": f"istio/{ISTIO_VERSION}/crd-all.gen.yaml",
         "gateway.kgateway.dev": f"kgateway/{KGATEWAY_VERSION}/*.yaml",
         "kyverno.io": f"kyverno/{KYVERNO_VERSION}/kyverno/*.yaml",
-        # Envoy-mode policies are loaded by the authz server, which bundles this CRD version.
-        "policies.kyverno.io": f"kyverno-authz/{KYVERNO_AUTHZ_VERSION}/policies.kyverno.io_validatingpolicies.yaml",
+        # Admission's ValidatingPolicy (v1) as Kyverno serves it in the cluster ...
+        "policies.kyverno.io (cluster)": (
+            f"kyverno/{KYVERNO_VERSION}/policies.kyverno.io/policies.kyverno.io_validatingpolicies.yaml"
+        ),
+        # ... and Envoy-mode policy files as the authz server bundles the CRD (loaded last: its v1alpha1 wins).
+        "policies.kyverno.io (authz files)": (
+            f"kyverno-authz/{KYVERNO_AUTHZ_VERSION}/policies.kyverno.io_validatingpolicies.yaml"
+        ),
     }

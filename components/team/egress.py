@@ -21,37 +21,23 @@ def _opts(parent: pulumi.Resource, kind: str, needs: Needs, *extra: pulumi.Resou
     return pulumi.ResourceOptions(parent=parent, depends_on=[*needs.get(kind, ()), *extra])
 
 
-def _item(objs: pulumi.Output[list[Obj]], i: int) -> pulumi.Output[Obj]:
-    return objs.apply(lambda r: r[i])
+def _late_metadata(team: pulumi.Output[TeamObjects], destination: str, i: int) -> pulumi.Output[Obj]:
+    """The metadata of a destination's i-th object, from the team's objects once the registry is known."""
+    return team.apply(lambda t: t.destinations[destination][i]["metadata"])
 
 
-def _destination(team: pulumi.Output[TeamObjects], name: str) -> pulumi.Output[list[Obj]]:
-    return team.apply(lambda t: t.destinations[name])
-
-
-def _create_all(
-    parent: pulumi.Resource,
-    prefix: str,
-    objs: Sequence[Obj],
-    resolved: pulumi.Output[list[Obj]] | None,
-    needs: Needs,
-    *extra: pulumi.Resource,
-) -> dict[str, pulumi.CustomResource]:
-    out = {}
-    for i, o in enumerate(objs):
-        late = resolved is not None and o["kind"] in REGISTRY_DEPENDENT_KINDS
-        body = _item(resolved, i) if late and resolved is not None else None
-        out[o["kind"]] = resources.create(
-            resources.child_name(prefix, o), o, _opts(parent, o["kind"], needs, *extra), body
-        )
-    return out
+def _late_approved(team: pulumi.Output[TeamObjects], destination: str) -> pulumi.Output[bool]:
+    return team.apply(lambda t: is_marked_approved(t.destinations[destination][0]))
 
 
 @dataclass(frozen=True)
 class EgressPathArgs:
+    destination: str  # the destination's name (its key in TeamObjects.destinations)
     objects: list[Obj]  # the destination's objects (manifests.stack.team_objects)
-    # The same objects once the approval registry is known, where it arrives as an Output (team stacks).
-    resolved: pulumi.Output[list[Obj]] | None = None
+    # The team's objects once the approval registry is known, where it arrives as an Output (team
+    # stacks): the objects of REGISTRY_DEPENDENT_KINDS take their metadata from them. One Output for
+    # the whole team, read per object, keeps the number of Outputs (and asyncio tasks) per path low.
+    resolved: pulumi.Output[TeamObjects] | None = None
     needs: Needs = field(default_factory=dict)
     namespace: pulumi.Resource | None = None  # the team namespace, when this stack creates it
 
@@ -62,10 +48,22 @@ class EgressPath(pulumi.ComponentResource):
     def __init__(self, name: str, args: EgressPathArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("egress:index:EgressPath", name, {}, opts)
         in_ns = [args.namespace] if args.namespace is not None else []
-        self.resources = _create_all(self, name, args.objects, args.resolved, args.needs, *in_ns)
-        final = args.resolved if args.resolved is not None else pulumi.Output.from_input(args.objects)
+        late = args.resolved
+        self.resources: dict[str, pulumi.CustomResource] = {}
+        for i, o in enumerate(args.objects):
+            kind = o["kind"]
+            metadata = None
+            if late is not None and kind in REGISTRY_DEPENDENT_KINDS:
+                metadata = _late_metadata(late, args.destination, i)
+            self.resources[kind] = resources.create(
+                resources.child_name(name, o), o, _opts(self, kind, args.needs, *in_ns), metadata
+            )
         self.host: str = args.objects[0]["spec"]["hosts"][0]
-        self.approved: pulumi.Output[bool] = final.apply(lambda objs: is_marked_approved(objs[0]))
+        self.approved: pulumi.Output[bool] = (
+            _late_approved(late, args.destination)
+            if late is not None
+            else pulumi.Output.from_input(args.objects).apply(lambda objs: is_marked_approved(objs[0]))
+        )
         self.register_outputs(
             {
                 "host": self.host,
@@ -96,19 +94,10 @@ class TeamEgress(pulumi.ComponentResource):
         self.network_policy = resources.create(
             f"{name}-networkpolicy", guard_obj, _opts(self, "NetworkPolicy", needs, self.namespace)
         )
-        self.paths = {
-            dest: EgressPath(
-                f"{name}-{dest}",
-                EgressPathArgs(
-                    objects=dest_objs,
-                    resolved=_destination(later, dest) if later is not None else None,
-                    needs=needs,
-                    namespace=self.namespace,
-                ),
-                pulumi.ResourceOptions(parent=self),
-            )
-            for dest, dest_objs in objs.destinations.items()
-        }
+        self.paths: dict[str, EgressPath] = {}
+        for dest, dest_objs in objs.destinations.items():
+            path_args = EgressPathArgs(dest, dest_objs, later, needs, self.namespace)
+            self.paths[dest] = EgressPath(f"{name}-{dest}", path_args, pulumi.ResourceOptions(parent=self))
         outputs: dict[str, pulumi.Input[object]] = {
             "namespace": objs.team.namespace,
             "destinations": {d: p.approved for d, p in self.paths.items()},
