@@ -62,7 +62,7 @@ render: tools | $(STATE_DIR)
 	@cp Pulumi.$(STACK).yaml Pulumi.$(STACK)-render.yaml
 	@$(ENV) { pulumi stack select $(STACK)-render 2>/dev/null || pulumi stack init $(STACK)-render; }
 	@rm -rf rendered/$(STACK)
-	@$(ENV) EGRESS_RENDER_DIR=$(CURDIR)/rendered/$(STACK) $(INLINE) up --stack $(STACK)-render --yes --skip-preview
+	@$(ENV) EGRESS_RENDER_DIR=$(CURDIR)/rendered/$(STACK) PULUMI_SKIP_CHECKPOINTS=true $(INLINE) up --stack $(STACK)-render --yes --skip-preview
 	@echo "manifests written to rendered/$(STACK)/"
 
 # Offline proof of the path: real Envoy (and the Kyverno authz server where it can be built) on loopback.

@@ -56,7 +56,11 @@ def measure(n: int) -> dict[str, float]:
         printed = Path(tmp) / "objects.yaml"
         printed.write_text(
             subprocess.run(
-                [sys.executable, "-m", "components.manifests", str(stack)], cwd=ROOT, capture_output=True, text=True
+                [sys.executable, "-m", "components.manifests", str(stack)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
         )
         (Path(tmp) / "engine").mkdir()

@@ -51,6 +51,9 @@ class Engine:
             PULUMI_CONFIG_PASSPHRASE=PASSPHRASE,
             PULUMI_SKIP_UPDATE_CHECK="true",
             PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true",
+            # Throwaway state: the file backend's per-step checkpoints protect nothing here and cost
+            # most of an update's time (benchmarks/bench_lifecycle.py; docs/decisions.md).
+            PULUMI_SKIP_CHECKPOINTS="true",
         )
         return env
 

@@ -62,7 +62,9 @@ class EgressPath(pulumi.ComponentResource):
         self.approved: pulumi.Output[bool] = (
             _late_approved(late, args.destination)
             if late is not None
-            else pulumi.Output.from_input(args.objects).apply(lambda objs: is_marked_approved(objs[0]))
+            # Only the ServiceEntry: its endpoints are the only place an Output can be (the platform's
+            # Ollama address), and unwrapping every object of every path costs an Output per value.
+            else pulumi.Output.from_input(args.objects[0]).apply(is_marked_approved)
         )
         self.register_outputs(
             {
