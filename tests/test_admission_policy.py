@@ -1,4 +1,4 @@
-"""The admission ClusterPolicy: generated from components/rules.py, valid against the Kyverno CRD,
+"""The admission ClusterPolicy: generated from components/manifests/admission.py, valid against the Kyverno CRD,
 and applied by the real Kyverno engine to approved and unapproved ServiceEntries."""
 
 from __future__ import annotations

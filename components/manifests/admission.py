@@ -39,7 +39,7 @@ def cluster_policy(rule: ApprovalRule | None = None) -> dict[str, Any]:
                 "policies.kyverno.io/title": "Approved egress destinations only",
                 "policies.kyverno.io/description": (
                     "Every MESH_EXTERNAL ServiceEntry must carry the approval label and an unexpired "
-                    "approval (ticket, approver, expiry). Generated from components/rules.py."
+                    "approval (ticket, approver, expiry). Generated from components/manifests/admission.py."
                 ),
             },
         },
