@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -157,7 +157,14 @@ def _spawn(name: str, argv: Sequence[str], workdir: Path) -> _Process:
 
 # --- signals -------------------------------------------------------------------------------------------
 
-_active: list[ControlPlane] = []
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+# Everything running that must be stopped on SIGTERM or at exit (control planes and what runs against
+# them, e.g. devenv.kyverno_admission), last started first.
+_active: list[_Stoppable] = []
 _previous_sigterm: _Handler = None
 _lock = threading.Lock()
 
@@ -166,7 +173,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
-def _activate(plane: ControlPlane) -> None:
+def _activate(plane: _Stoppable) -> None:
     global _previous_sigterm
     with _lock:
         if not _active and threading.current_thread() is threading.main_thread():
@@ -176,7 +183,7 @@ def _activate(plane: ControlPlane) -> None:
         _active.append(plane)
 
 
-def _deactivate(plane: ControlPlane) -> None:
+def _deactivate(plane: _Stoppable) -> None:
     global _previous_sigterm
     with _lock:
         if plane in _active:
@@ -212,7 +219,7 @@ def _signals_deferred() -> Iterator[None]:
 
 @atexit.register
 def _stop_all() -> None:
-    for plane in list(_active):
+    for plane in reversed(list(_active)):
         plane.stop()
 
 

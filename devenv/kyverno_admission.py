@@ -15,7 +15,6 @@ module of the pinned release; see ../shared/DESIGN.md ("Kyverno's admission cont
 from __future__ import annotations
 
 import argparse
-import atexit
 import base64
 import hashlib
 import json
@@ -28,7 +27,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -44,8 +42,9 @@ from .controlplane import (
     ControlPlane,
     ControlPlaneError,
     Terminated,
+    _activate,
+    _deactivate,
     _die_with_parent,
-    _on_sigterm,
     _Process,
     _signals_deferred,
     free_ports,
@@ -322,42 +321,6 @@ def wait_policy_ready(
 
 
 # --- signals -------------------------------------------------------------------------------------------
-
-_active: list[KyvernoAdmission] = []
-_previous_sigterm: Any = None
-_lock = threading.Lock()
-
-
-def _activate(admission: KyvernoAdmission) -> None:
-    # Same handler as the control plane's (SIGTERM raises Terminated in the main thread so `with` blocks
-    # clean up); installed only where SIGTERM still has its default action.
-    global _previous_sigterm
-    with _lock:
-        if (
-            not _active
-            and threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
-        ):
-            _previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
-        _active.append(admission)
-
-
-def _deactivate(admission: KyvernoAdmission) -> None:
-    global _previous_sigterm
-    with _lock:
-        if admission in _active:
-            _active.remove(admission)
-        if not _active and _previous_sigterm is not None and threading.current_thread() is threading.main_thread():
-            if signal.getsignal(signal.SIGTERM) is _on_sigterm:
-                signal.signal(signal.SIGTERM, _previous_sigterm)
-            _previous_sigterm = None
-
-
-@atexit.register
-def _stop_all() -> None:
-    for admission in list(_active):
-        admission.stop()
-
 
 # --- the admission controller -------------------------------------------------------------------------
 
