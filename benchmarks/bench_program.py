@@ -6,11 +6,15 @@
   reading the stack files is the CLI's work, done before it starts (both come from a JSON file);
 - floor: a process that registers the same objects with the bare SDK (one ComponentResource per
   destination, raw resources under it), from a file of the already-rendered objects, same mocks;
+- floor-gc: the same floor with the program's garbage-collector thresholds, to show what the
+  program's own structure costs once both collect alike;
 - print: `python -m components.manifests` (`make print`) of the same stack, from its stack files.
 
 Each figure is the median of RUNS runs, in wall-clock seconds and in CPU seconds (user + system of
-the process): on a machine that runs other work, CPU time is the steadier of the two. Ratios are
-program over floor, each measured in the same round; the load average is printed with them.
+the process): on a machine that runs other work, CPU time is the steadier of the two. The program,
+the floor and the print run in turn, RUNS rounds; a ratio is the median over the rounds of program
+over floor within one round, so that what else the machine does at the time weighs on both. The
+load average is printed with them.
 
 Usage: python benchmarks/bench_program.py [N ...]   (default 10 100 1000)
 """
@@ -189,40 +193,64 @@ def run_once(argv: list[str], timing: Timing) -> None:
             raise subprocess.CalledProcessError(proc.returncode, argv)
 
 
-def measure(n: int) -> tuple[Timing, Timing, Timing]:
-    """(program, floor, print) for N destinations, the three run in turn RUNS times."""
+def measure(n: int) -> dict[str, Timing]:
+    """program, floor, floor with the program's GC thresholds, and print for N destinations, run in
+    turn RUNS times."""
     me = [sys.executable, str(Path(__file__).resolve())]
-    program, floor, printed = Timing([], []), Timing([], []), Timing([], [])
+    timings = {k: Timing([], []) for k in ("program", "floor", "floor-gc", "print")}
     with tempfile.TemporaryDirectory() as tmp:
         stack = stack_files(Path(tmp), n)
         objects, inputs = Path(tmp) / "objects.json", Path(tmp) / "inputs.json"
         rendered_groups(stack, objects)
         program_inputs(stack, inputs)
         for _ in range(RUNS):
-            run_once([*me, "--program", str(inputs)], program)
-            run_once([*me, "--floor", str(objects)], floor)
-            run_once([sys.executable, "-m", "components.manifests", str(stack)], printed)
-    return program, floor, printed
+            run_once([*me, "--program", str(inputs)], timings["program"])
+            run_once([*me, "--floor", str(objects)], timings["floor"])
+            run_once([*me, "--floor-gc", str(objects)], timings["floor-gc"])
+            run_once([sys.executable, "-m", "components.manifests", str(stack)], timings["print"])
+    return timings
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """Median over the rounds of a / b, each pair measured in the same round."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
+def _cell(t: Timing) -> str:
+    return f"{t.median_wall:>7.2f} ({t.median_cpu:>5.2f})"
+
+
+def _ratio(a: Timing, b: Timing) -> str:
+    return f"{paired_ratio(a.wall, b.wall):.2f} ({paired_ratio(a.cpu, b.cpu):.2f})"
 
 
 def main(sizes: list[int]) -> None:
-    print(f"medians of {RUNS} runs; wall-clock s (CPU s); ratio = program / floor")
-    print(f"{'N':>6} {'program':>15} {'floor':>15} {'ratio':>11}   {'print':>13}   load (1 min)")
+    print(f"medians of {RUNS} runs; wall-clock s (CPU s); ratios program / floor, round by round")
+    print("floor-gc: the floor with the program's GC thresholds (components.program.GC_THRESHOLDS)")
+    head = ["program", "floor", "ratio", "floor-gc", "ratio", "print"]
+    print(f"{'N':>6} " + " ".join(f"{h:>15}" for h in head) + "   load (1 min)")
     for n in sizes:
-        program, floor, printed = measure(n)
-        ratio = f"{program.median_wall / floor.median_wall:.2f} ({program.median_cpu / floor.median_cpu:.2f})"
-        print(
-            f"{n:>6} {program.median_wall:>7.2f} ({program.median_cpu:>5.2f})"
-            f" {floor.median_wall:>7.2f} ({floor.median_cpu:>5.2f}) {ratio:>11}"
-            f"   {printed.median_wall:>5.2f} ({printed.median_cpu:>4.2f})   {os.getloadavg()[0]:.1f}"
-        )
+        t = measure(n)
+        cells = [
+            _cell(t["program"]),
+            _cell(t["floor"]),
+            _ratio(t["program"], t["floor"]),
+            _cell(t["floor-gc"]),
+            _ratio(t["program"], t["floor-gc"]),
+            _cell(t["print"]),
+        ]
+        print(f"{n:>6} " + " ".join(f"{c:>15}" for c in cells) + f"   {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
     if len(sys.argv) == 3 and sys.argv[1] == "--program":
         run_program(Path(sys.argv[2]))
-    elif len(sys.argv) == 3 and sys.argv[1] == "--floor":
+    elif len(sys.argv) == 3 and sys.argv[1] in ("--floor", "--floor-gc"):
+        if sys.argv[1] == "--floor-gc":
+            from components.program import tune_gc
+
+            tune_gc()
         run_floor(Path(sys.argv[2]))
     else:
         main([int(a) for a in sys.argv[1:]] or [10, 100, 1000])
