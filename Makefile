@@ -18,7 +18,7 @@ ENV := source $(TOOLS_ENV) &&
 INLINE := python scripts/pulumi_inline.py
 PULUMI := $(ENV) $(INLINE)
 
-.PHONY: help tools stack up preview outputs destroy render print sandbox cluster-local lint typecheck pytest test clean
+.PHONY: help tools stack up preview outputs team-kubeconfig destroy render print sandbox cluster-local lint typecheck pytest test clean
 
 help:
 	@echo "make up STACK=dev        build the platform (kind, Istio ambient, kgateway, Kyverno, authz, Ollama)"
@@ -26,7 +26,8 @@ help:
 	@echo "make render STACK=...    GitOps: write a team stack's manifests to rendered/<stack>/ (real engine)"
 	@echo "make print STACK=...     print the objects a stack creates directly (multi-document YAML)"
 	@echo "make sandbox STACK=...   run the stack's egress path offline (real Envoy) and check it"
-	@echo "make outputs STACK=...   the stack's outputs (try commands, gateway address, approvals)"
+	@echo "make outputs STACK=...   the stack's outputs (try commands, gateway address, approvals, teams)"
+	@echo "make team-kubeconfig TEAM=...  a team's own kubeconfig (platform access needed; for the team's CI)"
 	@echo "make cluster-local       a local control plane (no nodes) with an admin kubeconfig, until Ctrl-C"
 	@echo "make test                everything CI runs"
 	@echo "make destroy STACK=...   tear the stack down"
@@ -48,9 +49,14 @@ up: tools
 preview: stack
 	@$(PULUMI) preview --stack $(STACK) --policy-pack policies
 
-# Stack outputs (secrets stay hidden; add --show-secrets yourself for the kubeconfig).
+# Stack outputs. The platform exports no credential (team stacks read its outputs).
 outputs: tools | $(STATE_DIR)
 	@$(ENV) pulumi stack output --stack $(STACK) --json
+
+# A team's identity for its stack, from the cluster of the current kubectl context (platform access).
+team-kubeconfig:
+	@test -n "$(TEAM)" || { echo "make team-kubeconfig: set TEAM=<name from egress:teams>" >&2; exit 1; }
+	@scripts/team-kubeconfig $(TEAM)
 
 destroy: stack
 	@$(PULUMI) destroy --stack $(STACK) --yes

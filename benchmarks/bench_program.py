@@ -157,7 +157,7 @@ def rendered_groups(stack_file: Path, out: Path) -> None:
     registry = load_stack(stack_file.parent / "Pulumi.bench-platform.yaml").approvals
     assert cfg.team is not None
     objs = team_objects(cfg.team, cfg.destinations, registry, dt.date.today())
-    groups = {"team": objs.namespace + objs.authz, **objs.destinations}
+    groups = dict(objs.destinations)
     out.write_text(json.dumps(groups))
 
 

@@ -27,6 +27,19 @@ def create(
     key = (obj["apiVersion"], obj["kind"])
     if key == ("v1", "ConfigMap"):
         return k8s.core.v1.ConfigMap(name, metadata=meta, data=obj.get("data"), opts=opts)
+    if key == ("v1", "ServiceAccount"):
+        automount = obj.get("automountServiceAccountToken")
+        return k8s.core.v1.ServiceAccount(name, metadata=meta, automount_service_account_token=automount, opts=opts)
+    if key == ("v1", "Secret"):
+        # Only a token Secret is created here: the token controller writes its data.
+        assert "data" not in obj and "stringData" not in obj, "secret values never go through this function"
+        return k8s.core.v1.Secret(name, metadata=meta, type=obj.get("type"), opts=opts)
+    if key == ("rbac.authorization.k8s.io/v1", "Role"):
+        return k8s.rbac.v1.Role(name, metadata=meta, rules=obj["rules"], opts=opts)
+    if key == ("rbac.authorization.k8s.io/v1", "RoleBinding"):
+        return k8s.rbac.v1.RoleBinding(
+            name, metadata=meta, role_ref=obj["roleRef"], subjects=obj["subjects"], opts=opts
+        )
     cls = _CORE_SPEC_KINDS.get(key)
     if cls is not None:
         return cls(name, metadata=meta, spec=obj.get("spec"), opts=opts)  # type: ignore[call-arg]

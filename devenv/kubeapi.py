@@ -14,6 +14,10 @@ from typing import Any
 KINDS: dict[str, tuple[str, str, bool]] = {
     "Namespace": ("api/v1", "namespaces", False),
     "ConfigMap": ("api/v1", "configmaps", True),
+    "ServiceAccount": ("api/v1", "serviceaccounts", True),
+    "Secret": ("api/v1", "secrets", True),
+    "Role": ("apis/rbac.authorization.k8s.io/v1", "roles", True),
+    "RoleBinding": ("apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
     "Deployment": ("apis/apps/v1", "deployments", True),
     "DaemonSet": ("apis/apps/v1", "daemonsets", True),
     "CustomResourceDefinition": ("apis/apiextensions.k8s.io/v1", "customresourcedefinitions", False),
@@ -52,6 +56,10 @@ class KubeApi:
         prefix, plural, namespaced = KINDS[kind]
         path = f"{prefix}/namespaces/{namespace}/{plural}" if namespaced and namespace else f"{prefix}/{plural}"
         return f"{path}/{name}" if name else path
+
+    def item_path(self, obj: dict[str, Any]) -> str:
+        """The API path of an object (its kind must be in KINDS)."""
+        return self._path(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"])
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         status, body = self.request("GET", self._path(kind, namespace, name))

@@ -54,6 +54,9 @@ class Engine:
             # Throwaway state: the file backend's per-step checkpoints protect nothing here and cost
             # most of an update's time (benchmarks/bench_lifecycle.py; docs/decisions.md).
             PULUMI_SKIP_CHECKPOINTS="true",
+            # A team stack's identity (the one `make team-kubeconfig` writes), for a cluster that is
+            # not there (a closed port); never the user's own KUBECONFIG. Tests with a cluster pass theirs.
+            KUBECONFIG=str(ROOT / "tests/fixtures/team-kubeconfig.yaml"),
         )
         return env
 

@@ -1,6 +1,7 @@
-"""The registry admission policy decided by the Kyverno CLI's engine (`kyverno test`), offline: the
-registry and namespaces as cluster resources, the example teams' ServiceEntries and the attacks as
-resources. The same cases run against the real admission controller in test_admission_registry.py."""
+"""The registry-backed admission policies decided by the Kyverno CLI's engine (`kyverno test`), offline:
+the registry and namespaces as cluster resources, the example teams' objects and the attacks as
+resources. The same cases run against the real admission controller in test_admission_registry.py and
+test_tenant_boundary.py."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components.manifests.admission import registry_configmap, registry_policy
+from components.manifests.admission import registry_configmap, registry_policy, route_policy
 from components.manifests.stack import stack_objects
-from components.settings import names, versions
+from components.settings import versions
 from components.settings.stackfile import load_stack
 
 from .conftest import ROOT
@@ -51,13 +52,68 @@ REFUSED = [
 ]
 
 
-def _write(tmp: Path, allowed: list[Any], refused: list[Any], crds_dir: Path) -> Path:
+def _objects(stack: str, kind: str) -> list[dict[str, Any]]:
+    cfg = load_stack(ROOT / f"Pulumi.{stack}.yaml")
+    return [o for o in stack_objects(cfg, dt.date.today(), PLATFORM.approvals).all() if o["kind"] == kind]
+
+
+def _tampered(kind: str, name: str, change: Any) -> dict[str, Any]:
+    """One of team research's own objects, renamed and changed as a tenant would."""
+    obj = copy.deepcopy(_objects("team-research", kind)[0])
+    obj["metadata"]["name"] = name
+    change(obj)
+    return obj
+
+
+ROUTE_KINDS = ("HTTPRoute", "TrafficPolicy", "GatewayExtension", "BackendConfigPolicy")
+ROUTES_ALLOWED = [o for stack in ("team-research", "team-payments") for k in ROUTE_KINDS for o in _objects(stack, k)]
+ROUTES_REFUSED = [
+    _tampered("HTTPRoute", "other-host", lambda o: o["spec"].update(hostnames=["models.partner.example"])),
+    _tampered("HTTPRoute", "no-hostnames", lambda o: o["spec"].pop("hostnames")),
+    _tampered(
+        "HTTPRoute", "to-service", lambda o: o["spec"]["rules"][0].update(backendRefs=[{"name": "s", "port": 80}])
+    ),
+    _tampered(
+        "HTTPRoute",
+        "mirror",
+        lambda o: o["spec"]["rules"][0].update(
+            filters=[{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "c", "port": 80}}}]
+        ),
+    ),
+    _tampered("TrafficPolicy", "no-extauth", lambda o: o["spec"].pop("extAuth")),
+    _tampered("TrafficPolicy", "disabled", lambda o: o["spec"].update(extAuth={"disable": {}})),
+    _tampered(
+        "TrafficPolicy",
+        "other-context",
+        lambda o: o["spec"]["extAuth"]["contextExtensions"].update({"egress-namespace": TEAMS["payments"]}),
+    ),
+    _tampered(
+        "GatewayExtension",
+        "other-server",
+        lambda o: o["spec"]["extAuth"]["grpcService"].update(backendRef={"name": "allow-all", "port": 9000}),
+    ),
+    _tampered("GatewayExtension", "fail-open", lambda o: o["spec"]["extAuth"].update(failOpen=True)),
+    _tampered("BackendConfigPolicy", "insecure", lambda o: o["spec"].update(tls={"insecureSkipVerify": True})),
+]
+
+
+def _crds(crds_dir: Path, kinds: set[str]) -> list[dict[str, Any]]:
+    out = []
+    for group in ("networking.istio.io", "gateway.networking.k8s.io", "gateway.kgateway.dev"):
+        for f in sorted(crds_dir.glob(versions.crd_globs()[group])):
+            out += [d for d in yaml.safe_load_all(f.read_text()) if d and d["spec"]["names"]["kind"] in kinds]
+    return out
+
+
+def _write(tmp: Path, policy: dict[str, Any], allowed: list[Any], refused: list[Any], crds_dir: Path) -> Path:
     namespaces = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in [*TEAMS.values(), "rogue"]
     ]
     registry = registry_configmap(PLATFORM.teams, PLATFORM.approvals)
-    docs = {
-        "policy.yaml": [registry_policy()],
+    kinds = {o["kind"] for o in [*allowed, *refused]}
+    crds = {f"crd-{c['spec']['names']['plural']}.yaml": [c] for c in _crds(crds_dir, kinds)}
+    docs: dict[str, list[Any]] = {
+        "policy.yaml": [policy],
         "resources.yaml": [*allowed, *refused],
         "clusterresources.yaml": [
             {
@@ -65,7 +121,7 @@ def _write(tmp: Path, allowed: list[Any], refused: list[Any], crds_dir: Path) ->
                 "kind": "ClusterResource",
                 "metadata": {"name": "cluster"},
                 # The CLI maps kinds to resources from these CRDs.
-                "spec": {"resources": [*namespaces, registry], "crds": ["serviceentries-crd.yaml"]},
+                "spec": {"resources": [*namespaces, registry], "crds": sorted(crds)},
             }
         ],
         "values.yaml": [
@@ -88,19 +144,19 @@ def _write(tmp: Path, allowed: list[Any], refused: list[Any], crds_dir: Path) ->
                 "results": [
                     {
                         "isValidatingPolicy": True,
-                        "kind": "ServiceEntry",
-                        "policy": names.REGISTRY_POLICY,
-                        "resources": [o["metadata"]["name"] for o in objs],
+                        "kind": kind,
+                        "policy": policy["metadata"]["name"],
+                        "resources": [o["metadata"]["name"] for o in objs if o["kind"] == kind],
                         "result": result,
                     }
                     for objs, result in ((allowed, "pass"), (refused, "fail"))
-                    if objs
+                    for kind in sorted({o["kind"] for o in objs})
                 ],
             }
         ],
+        # One file per CRD: the CLI reads one document from each.
+        **crds,
     }
-    crds = yaml.safe_load_all((crds_dir / f"istio/{versions.ISTIO_VERSION}/crd-all.gen.yaml").read_text())
-    docs["serviceentries-crd.yaml"] = [d for d in crds if d and d["spec"]["names"]["kind"] == "ServiceEntry"]
     for name, content in docs.items():
         (tmp / name).write_text(yaml.safe_dump_all(content, sort_keys=False))
     return tmp
@@ -113,12 +169,26 @@ def _kyverno_test(path: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_engine_admits_the_examples_and_refuses_every_attack(tmp_path: Path, crds_dir: Path) -> None:
-    out = _kyverno_test(_write(tmp_path, ALLOWED, REFUSED, crds_dir))
+    out = _kyverno_test(_write(tmp_path, registry_policy(), ALLOWED, REFUSED, crds_dir))
     total = len(ALLOWED) + len(REFUSED)
     assert out.returncode == 0 and f"{total} tests passed and 0 tests failed" in out.stdout, out.stdout + out.stderr
 
 
+def test_the_engine_admits_the_examples_routes_and_refuses_every_attack_on_the_gateway(
+    tmp_path: Path, crds_dir: Path
+) -> None:
+    out = _kyverno_test(_write(tmp_path, route_policy(), ROUTES_ALLOWED, ROUTES_REFUSED, crds_dir))
+    assert out.returncode == 0 and " 0 tests failed" in out.stdout, out.stdout + out.stderr
+    # The CLI may report a resource more than once (one row per result entry that names it); every
+    # one of ours is there, and each row passed.
+    rows = [r.split("│") for r in out.stdout.splitlines() if route_policy()["metadata"]["name"] in r]
+    seen = {r[4].strip().rsplit("/", 3)[-3:][0] + "/" + r[4].strip().rsplit("/", 1)[-1] for r in rows}
+    expected = {f"{o['kind']}/{o['metadata']['name']}" for o in [*ROUTES_ALLOWED, *ROUTES_REFUSED]}
+    assert seen == expected, sorted(seen ^ expected)
+    assert all(r[5].strip() == "Pass" for r in rows), out.stdout
+
+
 def test_a_wrong_expectation_fails_the_run(tmp_path: Path, crds_dir: Path) -> None:
     """Negative control: an attack expected to be admitted makes `kyverno test` fail."""
-    out = _kyverno_test(_write(tmp_path, [REFUSED[0]], [], crds_dir))
+    out = _kyverno_test(_write(tmp_path, registry_policy(), [REFUSED[0]], [], crds_dir))
     assert out.returncode != 0 and "0 tests passed and 1 tests failed" in out.stdout, out.stdout + out.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,7 +55,8 @@ pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason(
 class Platform:
     engine: Engine
     api: KubeApi
-    env: dict[str, str]
+    env: dict[str, str]  # the platform's (admin) access
+    team_env: dict[str, dict[str, str]]  # per team stack, its own identity (scripts/team-kubeconfig)
 
 
 def platform_stack_file(mirror: ChartMirror) -> str:
@@ -78,9 +80,29 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         engine.init("dev")
         up = engine.run("up", "--stack", "dev", "--yes", "--non-interactive", "--skip-preview", env=env, timeout=900)
         assert up.returncode == 0, f"platform up failed:\n{up.stdout[-6000:]}\n{up.stderr[-3000:]}"
-        yield Platform(engine, KubeApi(cp.server, cp.token, cp.ssl_context()), env)
+        team_env = {}
+        for stack in TEAM_STACKS:
+            team = stack.removeprefix("team-")
+            got = subprocess.run(
+                ["scripts/team-kubeconfig", team],
+                cwd=ROOT,
+                env={**os.environ, **env},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert got.returncode == 0, got.stderr
+            path = engine.workdir.parent / f"{team}.kubeconfig"
+            path.write_text(got.stdout)
+            team_env[stack] = {"KUBECONFIG": str(path)}
+        api = KubeApi(cp.server, cp.token, cp.ssl_context())
+        yield Platform(engine, api, env, team_env)
         down = engine.run("destroy", "--stack", "dev", "--yes", "--non-interactive", env=env, timeout=900)
         assert down.returncode == 0, f"platform destroy failed:\n{down.stdout[-6000:]}\n{down.stderr[-3000:]}"
+        # The team namespaces are the platform's: they go with it, none stuck in Terminating.
+        for stack in TEAM_STACKS:
+            _wait_gone(api, stack)
 
 
 def _env_of(deployment: dict[str, Any]) -> dict[str, str]:
@@ -138,8 +160,27 @@ def test_platform_up_creates_every_part_in_the_api_server(platform: Platform) ->
     assert authz_hooks and all(authz.ENVOY_MODE_ONLY in h.get("matchConditions", []) for h in authz_hooks)
     # Admission's registry, where no team can write, and the policy that reads it.
     assert api.get("ValidatingPolicy", names.REGISTRY_POLICY) is not None
+    assert api.get("ValidatingPolicy", names.ROUTE_POLICY) is not None
     registry = api.get("ConfigMap", names.REGISTRY_CONFIGMAP, names.REGISTRY_NAMESPACE)
     assert registry is not None and '"team-payments": "payments"' in registry["data"]["namespaces.json"]
+    # Routes without a policy of their own meet the gateway-wide default: authorization, default deny.
+    default = api.get("TrafficPolicy", names.DEFAULT_AUTHZ_POLICY, names.GATEWAY_NAMESPACE)
+    assert default is not None and default["spec"]["extAuth"]["extensionRef"]["name"] == names.AUTHZ_EXTENSION
+    # Each team's namespace, guard, grant and identity are the platform's.
+    for team, ns in (("payments", "team-payments"), ("research", "team-research")):
+        namespace = api.get("Namespace", ns)
+        assert namespace is not None and namespace["metadata"]["labels"][names.AMBIENT_LABEL] == names.AMBIENT_VALUE
+        assert api.get("NetworkPolicy", "egress-only-via-gateway", ns) is not None
+        binding = api.get("RoleBinding", names.TEAM_ROLE, ns)
+        assert binding is not None and binding["subjects"][0]["name"] == names.team_identity(team)
+        role = api.get("Role", names.TEAM_ROLE, ns)
+        assert role is not None and {g for r in role["rules"] for g in r["apiGroups"]} == {
+            "networking.istio.io",
+            "gateway.networking.k8s.io",
+            "gateway.kgateway.dev",
+        }
+        token = api.get("Secret", names.team_token(team), names.TENANTS_NAMESPACE)
+        assert token is not None and token["data"]["token"], "the token controller filled the team's token in"
 
 
 # What the API server adds to the specs we send (CRD defaults). Anything else it adds, drops or
@@ -190,11 +231,8 @@ def _team_objects(api: KubeApi, team: str, namespace: str, destination: str | No
     if destination:
         selector += f",{names.DESTINATION_LABEL}={destination}"
     found = []
-    for kind in ("ServiceEntry", "HTTPRoute", "TrafficPolicy", "GatewayExtension", "NetworkPolicy"):
+    for kind in ("ServiceEntry", "HTTPRoute", "TrafficPolicy", "GatewayExtension", "BackendConfigPolicy"):
         found += [f"{kind}/{o['metadata']['name']}" for o in api.list(kind, namespace, selector)]
-    found += [
-        f"ReferenceGrant/{o['metadata']['name']}" for o in api.list("ReferenceGrant", names.AUTHZ_NAMESPACE, selector)
-    ]
     return found
 
 
@@ -206,13 +244,15 @@ def _wait_gone(api: KubeApi, namespace: str, seconds: float = 120) -> None:
 
 
 def test_team_stacks_up_steady_change_remove_destroy(platform: Platform) -> None:
-    engine, api, env = platform.engine, platform.api, platform.env
+    """Each team stack runs under its own identity, never the platform's."""
+    engine, api = platform.engine, platform.api
     for stack in TEAM_STACKS:
         engine.init(stack)
+        env = platform.team_env[stack]
         up = engine.run("up", "--stack", stack, "--yes", "--non-interactive", "--skip-preview", env=env, timeout=600)
         assert up.returncode == 0, f"{stack} up failed:\n{up.stdout[-5000:]}\n{up.stderr[-2000:]}"
     assert len(_team_objects(api, "payments", "team-payments", "ledger")) == 4
-    assert len(_team_objects(api, "research", "team-research", "openai")) == 4
+    assert len(_team_objects(api, "research", "team-research", "openai")) == 5  # with its TLS origination
     defaults = set().union(
         *(
             _server_defaults(api, engine.workdir / f"Pulumi.{s}.yaml", engine.workdir / "Pulumi.dev.yaml")
@@ -224,6 +264,7 @@ def test_team_stacks_up_steady_change_remove_destroy(platform: Platform) -> None
     # No perpetual diff and no drift: the server's defaults do not show up as changes.
     for stack in TEAM_STACKS:
         for cmd in (("preview",), ("refresh", "--yes")):
+            env = platform.team_env[stack]
             out = engine.run(*cmd, "--stack", stack, "--expect-no-changes", "--non-interactive", env=env)
             assert out.returncode == 0, f"{stack} {cmd}:\n{out.stdout[-5000:]}\n{out.stderr[-2000:]}"
 
@@ -233,6 +274,7 @@ def test_team_stacks_up_steady_change_remove_destroy(platform: Platform) -> None
     ledger = next(d for d in doc["config"]["egress:destinations"] if d["name"] == "ledger")
     ledger["timeout"] = "6s"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    env = platform.team_env["team-payments"]
     plan = engine.run("preview", "--stack", "team-payments", "--json", "--non-interactive", env=env)
     assert plan.returncode == 0, plan.stderr
     # The StackReference is read on every run ("read" step); what counts is what would be written.
@@ -248,9 +290,12 @@ def test_team_stacks_up_steady_change_remove_destroy(platform: Platform) -> None
     assert _team_objects(api, "payments", "team-payments", "ledger") == []
     assert _team_objects(api, "payments", "team-payments", "partner-models")
 
-    # Destroy: nothing of ours is left and no namespace is stuck in Terminating.
+    # Destroy: nothing of the team's is left; its namespace and guard stay (the platform's).
     for stack, team in (("team-payments", "payments"), ("team-research", "research")):
+        env = platform.team_env[stack]
         down = engine.run("destroy", "--stack", stack, "--yes", "--non-interactive", env=env, timeout=600)
         assert down.returncode == 0, f"{stack} destroy:\n{down.stdout[-5000:]}\n{down.stderr[-2000:]}"
-        _wait_gone(api, f"team-{team}")
         assert _team_objects(api, team, f"team-{team}") == []
+        namespace = api.get("Namespace", f"team-{team}")
+        assert namespace is not None and namespace["status"]["phase"] == "Active"
+        assert api.get("NetworkPolicy", "egress-only-via-gateway", f"team-{team}") is not None

@@ -65,21 +65,40 @@ EXPECTED_DEPS: dict[str, set[str]] = {
     "ollama-image": set(),
     "ollama-models": set(),
     "ollama-container": {"ollama-image", "ollama-models"},
-    "team-ml-namespace": {"istio-istiod", "istio-cni", "istio-ztunnel"},
-    "team-ml-networkpolicy": {"team-ml-namespace"},
+    "egress-gateway-referencegrant": {"kyverno-authz-namespace", "gateway-api-standard", "kgateway-controller"},
+    "egress-gateway-default-extension": {"egress-gateway-namespace", "kgateway-crds"},
+    "egress-gateway-default-authz": {"egress-gateway-namespace", "kgateway-crds"},
+    "egress-admission-route-policy": {"kyverno-release", "egress-admission-registry"},
+    "tenants-namespace": set(),
+    # The demo team's objects wait for its namespace, which the platform's Tenants hold.
     "team-ml-ollama-serviceentry": {
-        "team-ml-namespace",
+        "tenants-ml-namespace",
         "istio-base",
         "istio-istiod",
         "egress-admission-clusterpolicy",
         "egress-admission-validatingpolicy",
         "ollama-container",  # its STATIC endpoint is the container's address
     },
-    "team-ml-ollama-httproute": {"team-ml-namespace", "gateway-api-standard"},
-    "team-ml-ollama-gatewayextension": {"team-ml-namespace", "kgateway-crds"},
-    "team-ml-ollama-trafficpolicy": {"team-ml-namespace", "kgateway-crds"},
-    "team-ml-referencegrant": {"gateway-api-standard", "kyverno-authz-namespace"},
+    "team-ml-ollama-httproute": {"tenants-ml-namespace", "gateway-api-standard", "egress-admission-route-policy"},
+    "team-ml-ollama-gatewayextension": {"tenants-ml-namespace", "kgateway-crds", "egress-admission-route-policy"},
+    "team-ml-ollama-trafficpolicy": {"tenants-ml-namespace", "kgateway-crds", "egress-admission-route-policy"},
 }
+
+# Every team of the registry: its namespace after the mesh, the rest in it; its identity in the
+# platform's namespace of identities.
+for _team in ("ml", "research", "payments"):
+    _ns = f"tenants-{_team}-namespace"
+    EXPECTED_DEPS.update(
+        {
+            _ns: {"istio-istiod", "istio-cni", "istio-ztunnel"},
+            f"tenants-{_team}-networkpolicy": {_ns},
+            f"tenants-{_team}-referencegrant": {"gateway-api-standard", "kyverno-authz-namespace"},
+            f"tenants-{_team}-serviceaccount": {"tenants-namespace"},
+            f"tenants-{_team}-secret": {"tenants-namespace", f"tenants-{_team}-serviceaccount"},
+            f"tenants-{_team}-role": {_ns},
+            f"tenants-{_team}-rolebinding": {_ns},
+        }
+    )
 
 
 @pulumi.runtime.test
@@ -117,7 +136,8 @@ def test_longest_chain_is_the_mesh_then_an_enrolled_namespace() -> pulumi.Output
         assert len(path) == 6, path
         assert path[:3] == ["cluster-kind", "cluster-provider", "istio-base"], path
         assert path[3] in {"istio-istiod", "istio-cni", "istio-ztunnel"}
-        assert path[4] in {"egress-gateway-namespace", "team-ml-namespace"}
+        enrolled = {"egress-gateway-namespace"} | {f"tenants-{t}-namespace" for t in ("ml", "research", "payments")}
+        assert path[4] in enrolled, path
 
     return _build(check)
 
@@ -136,6 +156,8 @@ def test_every_child_is_parented_by_its_component() -> pulumi.Output[None]:
         "egress-admission-clusterpolicy": "egress-admission",
         "ollama-container": "ollama",
         "team-ml-ollama": "team-ml",
+        "tenants-ml-namespace": "tenants",
+        "tenants-ml-rolebinding": "tenants",
         "team-ml-ollama-serviceentry": "team-ml-ollama",
     }
 
@@ -153,6 +175,7 @@ def test_every_child_is_parented_by_its_component() -> pulumi.Output[None]:
             "egress-gateway",
             "egress-admission",
             "ollama",
+            "tenants",
             "team-ml",
         }
 
@@ -205,7 +228,7 @@ def test_ollama_destination_uses_the_container_address_and_registry_approval() -
         assert se["spec"]["endpoints"] == [{"address": "172.18.0.9"}]
         assert se["metadata"]["labels"][names.APPROVED_LABEL] == names.APPROVED_VALUE
         assert se["metadata"]["annotations"][names.TICKET_ANNOTATION] == "SEC-1001"
-        ns = g.nodes["team-ml-namespace"].inputs
+        ns = g.nodes["tenants-ml-namespace"].inputs
         assert ns["metadata"]["labels"][names.AMBIENT_LABEL] == "ambient"
         container = g.nodes["ollama-container"].inputs
         assert "OLLAMA_HOST=0.0.0.0:11434" in container["envs"]

@@ -136,13 +136,34 @@ def test_every_route_to_a_service_entry_needs_ext_auth() -> None:
     assert len(_run(pack.ext_auth_on_every_route, StackValidationArgs([route, tp3]))) == 1
 
 
-def test_gateway_extension_fails_closed_unless_allowed() -> None:
-    t = "kubernetes:gateway.kgateway.dev/v1alpha1:GatewayExtension"
-    open_ = {"spec": {"type": "ExtAuth", "extAuth": {"failOpen": True}}}
-    assert len(_run(pack.fail_closed_ext_auth, _args(t, open_))) == 1
-    assert _run(pack.fail_closed_ext_auth, _args(t, open_, {"allowFailOpen": True})) == []
-    assert _run(pack.fail_closed_ext_auth, _args(t, {"spec": {"extAuth": {"failOpen": False}}})) == []
-    assert _run(pack.fail_closed_ext_auth, _args(t, {})) == []  # failOpen defaults to false
+def _path_resources(allow_fail_open: bool, fail_open: bool = True) -> list[PolicyResource]:
+    """The dev demo destination's objects, its extension failing open, its approval as given."""
+    cfg = _dev()
+    assert cfg.team is not None
+    dest = cfg.destinations[0].model_copy(update={"fail_open": fail_open})
+    approval = next(a for a in cfg.approvals if a.host == dest.host)
+    approval = approval.model_copy(update={"allow_fail_open": allow_fail_open})
+    objs = builders.destination_objects(cfg.team, dest, ["192.0.2.10"], approval, TODAY)
+    prefix = "kubernetes:networking.istio.io/v1:", "kubernetes:gateway.networking.k8s.io/v1:"
+    types = {
+        "ServiceEntry": prefix[0] + "ServiceEntry",
+        "HTTPRoute": prefix[1] + "HTTPRoute",
+        "TrafficPolicy": "kubernetes:gateway.kgateway.dev/v1alpha1:TrafficPolicy",
+        "GatewayExtension": "kubernetes:gateway.kgateway.dev/v1alpha1:GatewayExtension",
+    }
+    return [_policy_resource(types[o["kind"]], o, o["kind"]) for o in objs if o["kind"] in types]
+
+
+def test_gateway_extension_fails_open_only_where_the_approval_allows_it() -> None:
+    assert _run(pack.fail_closed_ext_auth, StackValidationArgs(_path_resources(allow_fail_open=True))) == []
+    assert _run(pack.fail_closed_ext_auth, StackValidationArgs(_path_resources(False, fail_open=False))) == []
+    assert _run(pack.fail_closed_ext_auth, StackValidationArgs(_path_resources(allow_fail_open=False))) == [
+        "GatewayExtension egress-ollama-authz fails open, which no approval of the hosts it guards allows "
+        "(security sets allowFailOpen on the approval)"
+    ]
+    # An extension that fails open and guards nothing is refused too.
+    alone = [r for r in _path_resources(allow_fail_open=True) if r.resource_type.endswith(":GatewayExtension")]
+    assert len(_run(pack.fail_closed_ext_auth, StackValidationArgs(alone))) == 1
 
 
 @pytest.mark.parametrize("cm", authz.platform_configmaps(), ids=lambda cm: cm["metadata"]["name"])

@@ -18,7 +18,17 @@ from .conftest import STACK_FILES, TODAY
 from .schemas import CelReport, SchemaIndex, validate
 
 # Core Kubernetes kinds have no CRD; they are created through pulumi-kubernetes' typed classes.
-CORE_KINDS = {("v1", "Namespace"), ("v1", "ConfigMap"), ("networking.k8s.io/v1", "NetworkPolicy")}
+# Built-in kinds: no CRD schema; the real API server checks them in test_lifecycle.py and
+# test_tenant_boundary.py.
+CORE_KINDS = {
+    ("v1", "Namespace"),
+    ("v1", "ConfigMap"),
+    ("v1", "ServiceAccount"),
+    ("v1", "Secret"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+}
 
 
 @pytest.fixture(scope="module")

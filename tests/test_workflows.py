@@ -90,3 +90,43 @@ def test_crd_manifest_matches_the_schemas_the_tests_use() -> None:
     for e in entries:
         assert e["url"].startswith("https://raw.githubusercontent.com/")
         assert hashlib.sha256((CRDS_DIR / e["path"]).read_bytes()).hexdigest() == e["sha256"], e["path"]
+
+
+def _workflow(name: str) -> dict[str, object]:
+    import yaml
+
+    doc: dict[str, object] = yaml.safe_load((ROOT / f".github/workflows/{name}").read_text())
+    return doc
+
+
+def test_the_pull_request_gate_uses_the_base_branchs_pack_and_selection() -> None:
+    """A pull request cannot loosen the pack, the shared rules or the stack selection it is checked with."""
+    jobs = _workflow("preview.yml")["jobs"]
+    assert isinstance(jobs, dict)
+    steps = jobs["preview"]["steps"]
+    base = [s for s in steps if s.get("uses", "").startswith("actions/checkout") and s.get("with", {}).get("path")]
+    assert base and base[0]["with"] == {"ref": "${{ github.event.pull_request.base.sha }}", "path": ".base"}
+    (pulumi,) = [s for s in steps if s.get("uses", "").startswith("pulumi/actions")]
+    assert pulumi["with"]["policyPacks"] == ".base/policies"
+    select = next(s for s in jobs["stacks"]["steps"] if s.get("id") == "changed")
+    assert select["run"].startswith('echo "stacks=$(.base/.github/scripts/changed-stacks.sh')
+
+
+def test_each_stack_job_holds_only_its_own_identity() -> None:
+    for name, job in (("preview.yml", "preview"), ("deploy.yml", "up")):
+        jobs = _workflow(name)["jobs"]
+        assert isinstance(jobs, dict)
+        assert jobs[job]["environment"] == "${{ matrix.stack }}", name
+        text = (ROOT / f".github/workflows/{name}").read_text()
+        assert "secrets.KUBECONFIG" in text and "kubeconfig" not in text.replace("KUBECONFIG", "").replace(
+            "$RUNNER_TEMP/kubeconfig", ""
+        ).replace("team-kubeconfig", ""), name
+
+
+def test_codeowners_guard_the_registry_the_pack_and_the_gate() -> None:
+    owned = {
+        line.split()[0]
+        for line in (ROOT / ".github/CODEOWNERS").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {"/Pulumi.dev.yaml", "/policies/", "/.github/", "/components/manifests/admission.py"} <= owned

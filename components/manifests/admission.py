@@ -8,7 +8,8 @@ from typing import Any
 
 from ..settings import names
 from ..settings.config import Approval, TeamEntry
-from .kinds import Obj
+from .authz import CTX_NAMESPACE
+from .kinds import GATEWAY_API, KGATEWAY_API, Obj
 from .rules import ApprovalRule
 
 CLUSTER_POLICY_NAME = "egress-require-approval"
@@ -153,6 +154,8 @@ def registry_configmap(
         listed = [*(a.addresses or []), *extra.get(a.host, [])]
         if listed:
             entry["addresses"] = listed
+        if a.allow_fail_open:
+            entry["allowFailOpen"] = True
         entries.append(entry)
     return {
         "apiVersion": "v1",
@@ -166,6 +169,27 @@ def registry_configmap(
 
 
 _REGISTRY = f'dyn(resource.Get("v1", "configmaps", "{names.REGISTRY_NAMESPACE}", "{names.REGISTRY_CONFIGMAP}"))'
+
+
+# The registry, the team that owns the namespace of the object, and that team's unexpired approvals.
+_REGISTRY_VARIABLES: list[dict[str, str]] = [
+    {"name": "registry", "expression": _REGISTRY},
+    {
+        "name": "team",
+        "expression": (
+            'variables.registry == null ? "" : string(json.unmarshal(variables.registry.data'
+            '[?"namespaces.json"].orValue("{}"))[?namespaceObject.metadata.name].orValue(""))'
+        ),
+    },
+    {
+        "name": "approvals",
+        "expression": (
+            "variables.registry == null ? [] : json.unmarshal(variables.registry.data"
+            '[?"approvals.json"].orValue("[]")).filter(a, variables.team in a.teams && '
+            'timestamp(string(a.expires) + "T23:59:59Z") >= time.now())'
+        ),
+    },
+]
 
 
 def registry_policy() -> Obj:
@@ -197,22 +221,7 @@ def registry_policy() -> Obj:
                 }
             ],
             "variables": [
-                {"name": "registry", "expression": _REGISTRY},
-                {
-                    "name": "team",
-                    "expression": (
-                        'variables.registry == null ? "" : string(json.unmarshal(variables.registry.data'
-                        '[?"namespaces.json"].orValue("{}"))[?namespaceObject.metadata.name].orValue(""))'
-                    ),
-                },
-                {
-                    "name": "approvals",
-                    "expression": (
-                        "variables.registry == null ? [] : json.unmarshal(variables.registry.data"
-                        '[?"approvals.json"].orValue("[]")).filter(a, variables.team in a.teams && '
-                        'timestamp(string(a.expires) + "T23:59:59Z") >= time.now())'
-                    ),
-                },
+                *_REGISTRY_VARIABLES,
                 {
                     "name": "ports",
                     "expression": "has(object.spec.ports) ? object.spec.ports.map(p, int(p.number)) : []",
@@ -248,6 +257,171 @@ def registry_policy() -> Obj:
                     ),
                     "message": "egress registry: endpoint addresses must be the ones the approval lists",
                 },
+            ],
+        },
+    }
+
+
+# --- what may attach to the shared egress gateway, from a team's namespace ---------------------------
+
+_NS = "namespaceObject.metadata.name"
+_NO_MIRROR = '!(f.type in ["RequestMirror", "ExtensionRef"])'
+
+
+def _list(api_version: str, resource: str) -> str:
+    return f'dyn(resource.List("{api_version}", "{resource}", {_NS})).items'
+
+
+def _fail_open_hosts(routes: str) -> str:
+    """Every hostname of the routes named by `routes` (a list of targetRefs) may fail open."""
+    return (
+        f"{routes}.all(t, variables.routes.filter(r, r.metadata.name == t.name)"
+        ".all(r, r.spec.?hostnames.orValue([]).all(h, h in variables.failOpenHosts)))"
+    )
+
+
+def _rule(kind: str, expression: str, message: str) -> dict[str, str]:
+    """A validation that applies to one kind in a team's namespace (other namespaces are the platform's)."""
+    return {
+        "expression": f'object.kind != "{kind}" || variables.team == "" || ({expression})',
+        "messageExpression": f"'egress routes: ' + {message}",
+    }
+
+
+def route_policy() -> Obj:
+    """In a team's namespace, what reaches the shared gateway is checked against the registry too:
+    routes only for the team's approved hosts and only to its own ServiceEntries; every policy on a
+    route carries the platform's external authorization with the route's own namespace as context;
+    extensions only call the platform's authz server, and fail open only where security approved it."""
+    gw_parent = (
+        f'object.spec.?parentRefs.orValue([]).exists(p, p.name == "{names.GATEWAY_NAME}" && '
+        f'p.?namespace.orValue({_NS}) == "{names.GATEWAY_NAMESPACE}")'
+    )
+    route_policies = (
+        'variables.policies.filter(tp, tp.spec.?targetRefs.orValue([]).exists(t, t.kind == "HTTPRoute" && '
+        "t.name == object.metadata.name))"
+    )
+    ext_name = 'object.spec.?extAuth.?extensionRef.?name.orValue("")'
+    backend = names.AUTHZ_SERVICE, names.AUTHZ_NAMESPACE, names.AUTHZ_GRPC_PORT
+    team = "' (team ' + variables.team + ')'"
+    return {
+        "apiVersion": "policies.kyverno.io/v1",
+        "kind": "ValidatingPolicy",
+        "metadata": {"name": names.ROUTE_POLICY, "labels": names.labels()},
+        "spec": {
+            "validationActions": ["Deny"],
+            "evaluation": {"background": {"enabled": False}},
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["gateway.networking.k8s.io"],
+                        "apiVersions": ["*"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["httproutes"],
+                    },
+                    {
+                        "apiGroups": ["gateway.kgateway.dev"],
+                        "apiVersions": ["*"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["trafficpolicies", "gatewayextensions", "backendconfigpolicies"],
+                    },
+                ]
+            },
+            "variables": [
+                *_REGISTRY_VARIABLES,
+                {
+                    "name": "failOpenHosts",
+                    "expression": "variables.approvals.filter(a, a.?allowFailOpen.orValue(false)).map(a, a.host)",
+                },
+                {"name": "routes", "expression": _list(GATEWAY_API, "httproutes")},
+                {"name": "policies", "expression": _list(KGATEWAY_API, "trafficpolicies")},
+                {
+                    "name": "openExtensions",
+                    "expression": _list(KGATEWAY_API, "gatewayextensions")
+                    + ".filter(g, g.spec.?extAuth.?failOpen.orValue(false)).map(g, g.metadata.name)",
+                },
+            ],
+            "validations": [
+                _rule(
+                    "HTTPRoute",
+                    f"!{gw_parent} || (object.spec.?hostnames.orValue([]).size() > 0 && "
+                    "object.spec.hostnames.all(h, variables.approvals.exists(a, a.host == h)))",
+                    "'a route on the egress gateway names only hosts approved for its team; got ' + "
+                    f"object.spec.?hostnames.orValue([]).join(',') + {team}",
+                ),
+                _rule(
+                    "HTTPRoute",
+                    "object.spec.?rules.orValue([]).all(r, r.?backendRefs.orValue([]).all(b, "
+                    'b.?group.orValue("") == "networking.istio.io" && b.?kind.orValue("Service") == "ServiceEntry" '
+                    f"&& b.?namespace.orValue({_NS}) == {_NS}))",
+                    "'a route in a team namespace sends only to ServiceEntries of its own namespace'",
+                ),
+                _rule(
+                    "HTTPRoute",
+                    f"object.spec.?rules.orValue([]).all(r, r.?filters.orValue([]).all(f, {_NO_MIRROR}) && "
+                    f"r.?backendRefs.orValue([]).all(b, b.?filters.orValue([]).all(f, {_NO_MIRROR})))",
+                    "'a route in a team namespace neither mirrors requests nor hands them to extensions'",
+                ),
+                _rule(
+                    "HTTPRoute",
+                    f"!{route_policies}.exists(tp, tp.spec.?extAuth.?extensionRef.?name.orValue('') in "
+                    "variables.openExtensions) || "
+                    "object.spec.?hostnames.orValue([]).all(h, h in variables.failOpenHosts)",
+                    "'its authorization fails open, which the approval of ' + "
+                    f"object.spec.?hostnames.orValue([]).join(',') + ' does not allow' + {team}",
+                ),
+                _rule(
+                    "TrafficPolicy",
+                    "has(object.spec.extAuth) && has(object.spec.extAuth.extensionRef) && "
+                    f"!has(object.spec.extAuth.disable) && object.spec.extAuth.extensionRef.?namespace.orValue({_NS})"
+                    f" == {_NS}",
+                    "'every TrafficPolicy in a team namespace carries external authorization (extAuth.extensionRef "
+                    "to an extension of its own namespace, never disable)'",
+                ),
+                _rule(
+                    "TrafficPolicy",
+                    f'object.spec.?extAuth.?contextExtensions.orValue({{}})[?"{CTX_NAMESPACE}"].orValue("") == {_NS}',
+                    f"'extAuth.contextExtensions.{CTX_NAMESPACE} must be the policy\\'s own namespace, ' + {_NS}",
+                ),
+                _rule(
+                    "TrafficPolicy",
+                    "!has(object.spec.targetSelectors) && "
+                    'object.spec.?targetRefs.orValue([]).all(t, t.kind == "HTTPRoute")',
+                    "'a TrafficPolicy in a team namespace attaches to HTTPRoutes, by targetRefs only'",
+                ),
+                _rule(
+                    "TrafficPolicy",
+                    f"!({ext_name} in variables.openExtensions) || "
+                    + _fail_open_hosts("object.spec.?targetRefs.orValue([])"),
+                    "'extension ' + "
+                    + ext_name
+                    + " + ' fails open, which the approval of the routed hosts does not allow' + "
+                    + team,
+                ),
+                _rule(
+                    "GatewayExtension",
+                    "has(object.spec.extAuth) && !has(object.spec.extProc) && !has(object.spec.rateLimit) && "
+                    "!has(object.spec.jwt) && !has(object.spec.oauth2) && "
+                    f'object.spec.extAuth.?grpcService.?backendRef.?name.orValue("") == "{backend[0]}" && '
+                    f'object.spec.extAuth.grpcService.backendRef.?namespace.orValue("") == "{backend[1]}" && '
+                    f"object.spec.extAuth.grpcService.backendRef.?port.orValue(0) == {backend[2]}",
+                    f"'an extension in a team namespace is external authorization by the platform\\'s server "
+                    f"({backend[1]}/{backend[0]}:{backend[2]}) only'",
+                ),
+                _rule(
+                    "GatewayExtension",
+                    "!object.spec.?extAuth.?failOpen.orValue(false) || (variables.failOpenHosts.size() > 0 && "
+                    'variables.policies.filter(tp, tp.spec.?extAuth.?extensionRef.?name.orValue("") == '
+                    "object.metadata.name).all(tp, " + _fail_open_hosts("tp.spec.?targetRefs.orValue([])") + "))",
+                    f"'failOpen: true needs an approval that allows it for every host it guards' + {team}",
+                ),
+                _rule(
+                    "BackendConfigPolicy",
+                    "!object.spec.?tls.?insecureSkipVerify.orValue(false) && (!has(object.spec.tls) || "
+                    "object.spec.tls.?verifySubjectAltNames.orValue([]).size() > 0)",
+                    "'TLS to an external host verifies its certificate and names (no insecureSkipVerify; "
+                    "verifySubjectAltNames set)'",
+                ),
             ],
         },
     }

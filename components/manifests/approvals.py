@@ -32,14 +32,14 @@ def approval_metadata(approval: Approval | None, today: dt.date) -> tuple[dict[s
     if approval is None:
         return {}, {}
     labels = {names.APPROVED_LABEL: names.APPROVED_VALUE} if is_current(approval, today) else {}
-    return (
-        labels,
-        {
-            names.TICKET_ANNOTATION: approval.ticket,
-            names.APPROVER_ANNOTATION: approval.approved_by,
-            names.EXPIRES_ANNOTATION: approval.expires.isoformat(),
-        },
-    )
+    annotations = {
+        names.TICKET_ANNOTATION: approval.ticket,
+        names.APPROVER_ANNOTATION: approval.approved_by,
+        names.EXPIRES_ANNOTATION: approval.expires.isoformat(),
+    }
+    if approval.allow_fail_open:
+        annotations[names.FAIL_OPEN_ANNOTATION] = names.FAIL_OPEN_VALUE
+    return labels, annotations
 
 
 def to_output(approvals: Sequence[Approval]) -> list[dict[str, Any]]:

@@ -108,3 +108,44 @@ def routes_to_service_entry(spec: Mapping[str, Any]) -> bool:
         for rule in spec.get("rules") or []
         for b in rule.get("backendRefs") or []
     )
+
+
+def unapproved_fail_open(objs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Extensions that fail open without an approval allowing it, for every host they guard.
+
+    `objs` are one stack's objects. An extension fails open only if every route whose TrafficPolicy
+    uses it sends to ServiceEntries whose approval allows it (the mark approvals.approval_metadata
+    sets from the registry); an extension no policy uses may not fail open either.
+    """
+    by_kind: dict[str, dict[tuple[str, str], Mapping[str, Any]]] = {}
+    for o in objs:
+        meta = o.get("metadata") or {}
+        by_kind.setdefault(o.get("kind", ""), {})[(meta.get("namespace", ""), meta.get("name", ""))] = o
+    problems = []
+    for (ns, name), ext in sorted(by_kind.get("GatewayExtension", {}).items()):
+        if not ((ext.get("spec") or {}).get("extAuth") or {}).get("failOpen", False):
+            continue
+        guarded = [
+            route
+            for (tp_ns, _), tp in by_kind.get("TrafficPolicy", {}).items()
+            if tp_ns == ns and ((tp.get("spec") or {}).get("extAuth") or {}).get("extensionRef", {}).get("name") == name
+            for route in route_targets(tp.get("spec") or {})
+        ]
+        entries = [
+            by_kind.get("ServiceEntry", {}).get((ns, b.get("name", "")))
+            for route in guarded
+            for rule in (by_kind.get("HTTPRoute", {}).get((ns, route)) or {}).get("spec", {}).get("rules") or []
+            for b in rule.get("backendRefs") or []
+        ]
+        allowed = bool(entries) and all(
+            e is not None
+            and ((e.get("metadata") or {}).get("annotations") or {}).get(names.FAIL_OPEN_ANNOTATION)
+            == names.FAIL_OPEN_VALUE
+            for e in entries
+        )
+        if not allowed:
+            problems.append(
+                f"GatewayExtension {name} fails open, which no approval of the hosts it guards allows "
+                f"(security sets allowFailOpen on the approval)"
+            )
+    return problems

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..settings.config import Approval, StackConfig, Team
-from . import admission, authz, gateway, namespace
+from . import admission, authz, gateway, tenancy
 from .approvals import covering
 from .destination import destination_objects
 from .kinds import Obj
@@ -24,18 +24,15 @@ OLLAMA_ADDRESS_PLACEHOLDER = "192.0.2.10"
 
 @dataclass(frozen=True)
 class TeamObjects:
-    """A team's objects: its namespace and guard, one list per destination, and its authz files."""
+    """What a team stack writes: one list of objects per destination, in its own namespace. Its
+    namespace, guard, grant and identity are the platform's (StackObjects.tenants)."""
 
     team: Team
-    namespace: list[Obj]  # Namespace, NetworkPolicy
     destinations: dict[str, list[Obj]]  # by destination name, in creation order
-    authz: list[Obj]  # ReferenceGrant to the authz Service (absent without destinations)
 
     def all(self) -> Iterator[Obj]:
-        yield from self.namespace
         for objs in self.destinations.values():
             yield from objs
-        yield from self.authz
 
 
 @dataclass(frozen=True)
@@ -44,12 +41,17 @@ class StackObjects:
 
     gateway: list[Obj] = field(default_factory=list)  # platform: the shared egress gateway
     authz: list[Obj] = field(default_factory=list)  # platform: the authz policies (generic, default deny)
-    # platform: the label ClusterPolicy, the registry ValidatingPolicy, and the registry it reads
+    # platform: the label ClusterPolicy, the registry ValidatingPolicies, and the registry they read
     admission: list[Obj] = field(default_factory=list)
+    # platform: the namespace of team identities, then per team its namespace, guard, grant, identity
+    tenants_namespace: list[Obj] = field(default_factory=list)
+    tenants: dict[str, list[Obj]] = field(default_factory=dict)
     team: TeamObjects | None = None
 
     def all(self) -> list[Obj]:
-        out = [*self.gateway, *self.authz, *self.admission]
+        out = [*self.gateway, *self.authz, *self.admission, *self.tenants_namespace]
+        for objs in self.tenants.values():
+            out.extend(objs)
         if self.team is not None:
             out.extend(self.team.all())
         return out
@@ -74,8 +76,7 @@ def team_objects(
         )
         for d in destinations
     }
-    extra = [authz.reference_grant(team)] if destinations else []
-    return TeamObjects(team, [namespace.namespace(team), namespace.network_policy(team)], per_destination, extra)
+    return TeamObjects(team, per_destination)
 
 
 def registry_addresses(cfg: StackConfig, addresses: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
@@ -110,7 +111,10 @@ def stack_objects(
         admission=[
             admission.cluster_policy(),
             admission.registry_policy(),
+            admission.route_policy(),
             admission.registry_configmap(cfg.teams, cfg.approvals, registry_addresses(cfg, addresses or {})),
         ],
+        tenants_namespace=[tenancy.tenants_namespace()],
+        tenants=tenancy.tenants(cfg.teams),
         team=team,
     )

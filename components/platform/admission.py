@@ -16,6 +16,7 @@ from ..manifests.kinds import Obj
 class AdmissionPolicyArgs:
     cluster_policy: Obj  # manifests.admission.cluster_policy(): the approval marks (information, checked too)
     registry_policy: Obj  # manifests.admission.registry_policy(): decides from the registry
+    route_policy: Obj  # manifests.admission.route_policy(): what team namespaces attach to the gateway
     registry: pulumi.Input[Obj]  # manifests.admission.registry_configmap(...), an Output where addresses are
     kyverno: pulumi.Resource  # the release whose webhook must be ready first (its namespace holds the registry)
 
@@ -39,10 +40,16 @@ class AdmissionPolicy(pulumi.ComponentResource):
             args.registry_policy,
             pulumi.ResourceOptions(parent=self, depends_on=[args.kyverno, self.registry]),
         )
+        self.route_policy = resources.create(
+            f"{name}-route-policy",
+            args.route_policy,
+            pulumi.ResourceOptions(parent=self, depends_on=[args.kyverno, self.registry]),
+        )
         self.register_outputs(
             {
                 "policy": args.cluster_policy["metadata"]["name"],
                 "registryPolicy": args.registry_policy["metadata"]["name"],
+                "routePolicy": args.route_policy["metadata"]["name"],
                 "urn": self.policy.urn,
             }
         )

@@ -26,6 +26,7 @@ from .istio import IstioAmbient, IstioArgs
 from .kgateway import Kgateway, KgatewayArgs
 from .kyverno import Kyverno, KyvernoArgs
 from .ollama import OllamaArgs, OllamaContainer
+from .tenants import Tenants, TenantsArgs
 
 
 def _cluster(p: PlatformConfig, pins: versions.Pins) -> KindCluster | ExistingCluster:
@@ -73,6 +74,7 @@ class Platform:
     gateway: EgressGateway
     admission: AdmissionPolicy
     ollama: OllamaContainer | None
+    tenants: Tenants
     team: TeamEgress | None
 
 
@@ -120,10 +122,22 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
             gateway_crds=(gateway_api, kgateway.controller),
             kgateway_crds=kgateway.crds,
             mesh_ready=tuple(istio.ready),
+            authz_namespace=authz.namespace,
         ),
         on_cluster,
     )
-    cluster_policy, registry_policy, registry_now = objects.admission
+    tenants = Tenants(
+        "tenants",
+        TenantsArgs(
+            namespace=objects.tenants_namespace[0],
+            teams=objects.tenants,
+            mesh_ready=istio.ready,
+            gateway_api=gateway_api,
+            authz_namespace=authz.namespace,
+        ),
+        on_cluster,
+    )
+    cluster_policy, registry_policy, route_policy, registry_now = objects.admission
     registry_cm: pulumi.Input[dict[str, Any]] = registry_now
     if addresses:
         # The Ollama container's address is approved where it is known: at deploy time.
@@ -137,6 +151,7 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
         AdmissionPolicyArgs(
             cluster_policy=cluster_policy,
             registry_policy=registry_policy,
+            route_policy=route_policy,
             registry=registry_cm,
             kyverno=kyverno.release,
         ),
@@ -145,14 +160,13 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
 
     team = None
     if objects.team is not None:
+        ns = tenants.namespaces[objects.team.team.name]
         needs: Needs = {
-            "Namespace": istio.ready,
-            "ServiceEntry": [*istio.crds_and_webhook, admission.policy, admission.registry_policy],
-            "HTTPRoute": [gateway_api],
-            "ReferenceGrant": [gateway_api, authz.namespace],
-            "GatewayExtension": [kgateway.crds],
-            "TrafficPolicy": [kgateway.crds],
-            "BackendConfigPolicy": [kgateway.crds],
+            "ServiceEntry": [*istio.crds_and_webhook, admission.policy, admission.registry_policy, ns],
+            "HTTPRoute": [gateway_api, admission.route_policy, ns],
+            "GatewayExtension": [kgateway.crds, admission.route_policy, ns],
+            "TrafficPolicy": [kgateway.crds, admission.route_policy, ns],
+            "BackendConfigPolicy": [kgateway.crds, admission.route_policy, ns],
         }
         team = TeamEgress(
             f"team-{objects.team.team.name}", TeamEgressArgs(objects=objects.team, needs=needs), on_cluster
@@ -163,11 +177,18 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
         if p.cluster.mode == "kind"
         else (p.cluster.context or "$(kubectl config current-context)")
     )
-    pulumi.export("kubeconfig", cluster.kubeconfig)
+    # No credential is exported: team stacks read these outputs. Each team's identity is fetched by
+    # the platform's own pipeline (`make team-kubeconfig`) and handed to that team's CI only.
+    pulumi.export("teams", {t.name: team_record(t.name, t.namespace) for t in cfg.teams})
     pulumi.export("gatewayAddress", gateway.address)
     pulumi.export("authzAddress", authz.address)
     pulumi.export("approvals", registry.to_output(cfg.approvals))
     pulumi.export("tryCommands", try_commands(cfg, context, ollama.container_name if ollama else None))
     if ollama is not None:
         pulumi.export("ollamaAddress", ollama.address)
-    return Platform(cluster, gateway_api, istio, kgateway, kyverno, authz, gateway, admission, ollama, team)
+    return Platform(cluster, gateway_api, istio, kgateway, kyverno, authz, gateway, admission, ollama, tenants, team)
+
+
+def team_record(team: str, namespace: str) -> dict[str, str]:
+    """What the platform tells everyone about a team: its namespace and the identity its stack uses."""
+    return {"namespace": namespace, "identity": f"{names.TENANTS_NAMESPACE}/{names.team_identity(team)}"}

@@ -193,7 +193,7 @@ class Destination(_Strict):
 # configuration does not even look at some of them).
 RESERVED_NAMESPACES = frozenset(
     {"default", "kube-system", "kube-public", "kube-node-lease", "istio-system", "kgateway-system", "kyverno"}
-    | {"kyverno-authz", "egress-system"}
+    | {"kyverno-authz", "egress-system", "egress-tenants"}
 )
 
 
@@ -294,6 +294,8 @@ class Approval(_Strict):
     expires: dt.date
     # STATIC endpoints the destination may use; without it only DNS resolution of the host is approved.
     addresses: list[str] | None = None
+    # Whether security accepts that this host stays reachable while the authz server is down.
+    allow_fail_open: bool = False
 
     @field_validator("addresses")
     @classmethod

@@ -18,6 +18,10 @@ APPROVED_VALUE = "true"
 TICKET_ANNOTATION = "security.corp/egress-ticket"
 APPROVER_ANNOTATION = "security.corp/egress-approved-by"
 EXPIRES_ANNOTATION = "security.corp/egress-expires"
+# On an approved ServiceEntry whose approval lets its authorization fail open (the pack reads it;
+# admission reads the registry itself).
+FAIL_OPEN_ANNOTATION = "security.corp/egress-fail-open"
+FAIL_OPEN_VALUE = "approved"
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "egress-as-code"
@@ -40,7 +44,8 @@ AUTHZ_NAMESPACE = "kyverno-authz"
 AUTHZ_SERVICE = "kyverno-authz-server"  # the 0.4.0 chart names the Service after the chart
 AUTHZ_GRPC_PORT = 9081
 AUTHZ_POLICY_DIR = "/etc/egress-authz/policies"
-AUTHZ_EXTENSION = "egress-authz"
+AUTHZ_EXTENSION = "egress-authz"  # the gateway-wide default extension (GATEWAY_NAMESPACE)
+DEFAULT_AUTHZ_POLICY = "egress-default-authz"
 # File names decide evaluation order in the authz server; the default deny must sort last.
 DEFAULT_DENY_FILE = "zz-default-deny.yaml"
 DEFAULT_DENY_POLICY = "egress-default-deny"
@@ -48,6 +53,11 @@ DEFAULT_DENY_POLICY = "egress-default-deny"
 ISTIO_NAMESPACE = "istio-system"
 KGATEWAY_NAMESPACE = "kgateway-system"
 KYVERNO_NAMESPACE = "kyverno"
+
+# Team identities: one ServiceAccount per team, in a platform namespace (so nothing a team may do in
+# its own namespace reaches its identity), bound in the team's namespace to TEAM_ROLE.
+TENANTS_NAMESPACE = "egress-tenants"
+TEAM_ROLE = "egress-team"
 
 # ztunnel's HBONE port: in ambient, pod-to-pod traffic is tunnelled to this port on the peer.
 HBONE_PORT = 15008
@@ -88,6 +98,16 @@ def authz_configmap(team: str) -> str:
     return object_name("egress-authz", team)
 
 
+def team_identity(team: str) -> str:
+    """The team's ServiceAccount in TENANTS_NAMESPACE (team names are unique DNS labels)."""
+    return object_name("team", team)
+
+
+def team_token(team: str) -> str:
+    """The Secret that holds the team identity's token (filled in by the token controller)."""
+    return object_name("team", team, "token")
+
+
 def gateway_address() -> str:
     """In-cluster DNS name of the egress gateway's Service (kgateway names it after the Gateway)."""
     return f"{GATEWAY_NAME}.{GATEWAY_NAMESPACE}.svc.cluster.local"
@@ -104,3 +124,4 @@ RENDER_STACK_SUFFIX = "-render"
 REGISTRY_NAMESPACE = KYVERNO_NAMESPACE
 REGISTRY_CONFIGMAP = "egress-approvals"
 REGISTRY_POLICY = "egress-registry-approval"
+ROUTE_POLICY = "egress-route-admission"

@@ -1,4 +1,4 @@
-"""EgressPath: one destination's objects; TeamEgress: a team's namespace, guard, paths and authz grant."""
+"""EgressPath: one destination's objects; TeamEgress: a team's paths."""
 
 from __future__ import annotations
 
@@ -39,7 +39,6 @@ class EgressPathArgs:
     # the whole team, read per object, keeps the number of Outputs (and asyncio tasks) per path low.
     resolved: pulumi.Output[TeamObjects] | None = None
     needs: Needs = field(default_factory=dict)
-    namespace: pulumi.Resource | None = None  # the team namespace, when this stack creates it
 
 
 class EgressPath(pulumi.ComponentResource):
@@ -47,7 +46,6 @@ class EgressPath(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: EgressPathArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("egress:index:EgressPath", name, {}, opts)
-        in_ns = [args.namespace] if args.namespace is not None else []
         late = args.resolved
         self.resources: dict[str, pulumi.CustomResource] = {}
         for i, o in enumerate(args.objects):
@@ -56,7 +54,7 @@ class EgressPath(pulumi.ComponentResource):
             if late is not None and kind in REGISTRY_DEPENDENT_KINDS:
                 metadata = _late_metadata(late, args.destination, i)
             self.resources[kind] = resources.create(
-                resources.child_name(name, o), o, _opts(self, kind, args.needs, *in_ns), metadata
+                resources.child_name(name, o), o, _opts(self, kind, args.needs), metadata
             )
         self.host: str = args.objects[0]["spec"]["hosts"][0]
         self.approved: pulumi.Output[bool] = (
@@ -84,29 +82,20 @@ class TeamEgressArgs:
 
 
 class TeamEgress(pulumi.ComponentResource):
-    """A team's namespace (enrolled in ambient), its bypass guard, its EgressPaths and the grant that
-    lets its GatewayExtensions reach the authz Service. What its destinations require travels in their
-    TrafficPolicies (the route's context); the team writes no policy."""
+    """A team's EgressPaths, in the namespace the platform made for it. What its destinations
+    require travels in their TrafficPolicies (the route's context); the team writes no policy, and
+    its namespace, guard and grant are the platform's (platform/tenants.py)."""
 
     def __init__(self, name: str, args: TeamEgressArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("egress:index:TeamEgress", name, {}, opts)
-        objs, needs, later = args.objects, args.needs, args.resolved
-        ns_obj, guard_obj = objs.namespace
-        self.namespace = resources.create(f"{name}-namespace", ns_obj, _opts(self, "Namespace", needs))
-        self.network_policy = resources.create(
-            f"{name}-networkpolicy", guard_obj, _opts(self, "NetworkPolicy", needs, self.namespace)
-        )
+        objs = args.objects
         self.paths: dict[str, EgressPath] = {}
         for dest, dest_objs in objs.destinations.items():
-            path_args = EgressPathArgs(dest, dest_objs, later, needs, self.namespace)
+            path_args = EgressPathArgs(dest, dest_objs, args.resolved, args.needs)
             self.paths[dest] = EgressPath(f"{name}-{dest}", path_args, pulumi.ResourceOptions(parent=self))
-        outputs: dict[str, pulumi.Input[object]] = {
-            "namespace": objs.team.namespace,
-            "destinations": {d: p.approved for d, p in self.paths.items()},
-        }
-        if objs.authz:
-            (grant,) = objs.authz  # does not depend on the approval registry
-            self.reference_grant = resources.create(
-                f"{name}-referencegrant", grant, _opts(self, "ReferenceGrant", needs)
-            )
-        self.register_outputs(outputs)
+        self.register_outputs(
+            {
+                "namespace": objs.team.namespace,
+                "destinations": {d: p.approved for d, p in self.paths.items()},
+            }
+        )

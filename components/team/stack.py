@@ -34,7 +34,9 @@ def build(cfg: StackConfig, today: dt.date) -> TeamEgress | None:
         # which it refuses next to renderYamlToDirectory.
         provider = k8s.Provider("platform-cluster", render_yaml_to_directory=render_dir, kubeconfig="")
     else:
-        provider = k8s.Provider("platform-cluster", kubeconfig=platform.require_output("kubeconfig"))
+        # The team's own identity (`make team-kubeconfig`, handed to the team's CI by the platform),
+        # from KUBECONFIG or `kubernetes:kubeconfig`: the platform exports no credential.
+        provider = k8s.Provider("platform-cluster")
     # The registry arrives as an Output; it decides only the approval marks, never which objects
     # exist, so the resources are laid out from the list without it and take their bodies from the
     # same list built once the registry is known.

@@ -95,14 +95,12 @@ def ext_auth_on_every_route(args: StackValidationArgs, report: ReportViolation) 
             )
 
 
-def fail_closed_ext_auth(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if not _is(args.resource_type, GATEWAY_EXTENSION):
-        return
-    if _config(args).get("allowFailOpen", False):
-        return
-    ext = (args.props.get("spec") or {}).get("extAuth") or {}
-    if ext.get("failOpen", False):
-        report("GatewayExtension extAuth.failOpen must be false (the pack's allowFailOpen config permits true)", None)
+def fail_closed_ext_auth(args: StackValidationArgs, report: ReportViolation) -> None:
+    """An extension fails open only where the approval of every host it guards allows it."""
+    kinds = (SERVICE_ENTRY, HTTP_ROUTE, TRAFFIC_POLICY, GATEWAY_EXTENSION)
+    objs = [r.props for r in args.resources if any(_is(r.resource_type, k) for k in kinds)]
+    for problem in rules.unapproved_fail_open(objs):
+        report(problem, None)
 
 
 def fail_closed_authz_policies(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -164,11 +162,10 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         description="Every HTTPRoute to a ServiceEntry is covered by a TrafficPolicy with extAuth.",
         validate=ext_auth_on_every_route,
     ),
-    _resource(
-        "egress-ext-auth-fails-closed",
-        "GatewayExtension extAuth.failOpen is false unless the stack allows it.",
-        fail_closed_ext_auth,
-        {"allowFailOpen": {"type": "boolean"}},
+    StackValidationPolicy(
+        name="egress-ext-auth-fails-closed",
+        description="GatewayExtension extAuth.failOpen is false unless the approval of every host it guards allows it.",
+        validate=fail_closed_ext_auth,
     ),
     _resource(
         "egress-authz-policy-fails-closed", "Authz policies have failurePolicy Fail.", fail_closed_authz_policies

@@ -1,0 +1,446 @@
+"""The tenant boundary, tried as a tenant acting in bad faith: with the team's own issued identity,
+against a real API server (RBAC on) and the real Kyverno admission controller enforcing our
+policies from the registry the cluster holds.
+
+The platform's side is laid out as the platform stack creates it (the same objects, from
+manifests/stack.py): the team namespaces with their guard and grant, the team identities and
+their Roles, the registry and the two ValidatingPolicies. Each team's kubeconfig comes from
+scripts/team-kubeconfig, as the platform's pipeline gets it. Every attack uses that identity, via
+kubectl and, where it differs, via a team stack run without the policy pack; each must be refused
+at the earliest layer that can see it, with a message naming the rule, and leave nothing behind.
+The example team stacks' own objects pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.manifests.stack import stack_objects
+from components.settings import names, versions
+from components.settings.stackfile import load_stack
+from devenv.controlplane import ControlPlane, missing_binaries
+from devenv.kubeapi import KubeApi
+from devenv.kyverno_admission import CHARTS_DIR, KyvernoAdmission, apply, install_crds, missing_binary
+from devenv.kyverno_admission import wait_policy_ready as wait_ready
+
+from .conftest import ROOT
+from .engine import Engine, pulumi_bin
+
+_NO_CHART = None if (CHARTS_DIR / "kyverno").is_dir() else f"the kyverno chart is not at {CHARTS_DIR / 'kyverno'}"
+_MISSING = missing_binaries() or missing_binary() or _NO_CHART
+pytestmark = pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING))
+
+PLATFORM = load_stack(ROOT / "Pulumi.dev.yaml")
+TEAMS = {t.name: t.namespace for t in PLATFORM.teams}
+TODAY = dt.date.today()
+FORBIDDEN = "forbidden"  # RBAC's answer, as kubectl prints it
+
+
+@dataclass
+class Cluster:
+    plane: ControlPlane
+    api: KubeApi  # the platform's (admin) access: only to set up and to check what is left
+    kubeconfigs: dict[str, Path]  # per team, from scripts/team-kubeconfig
+
+
+def _crds(crds_dir: Path) -> list[dict[str, Any]]:
+    out = []
+    for group in ("gateway.networking.k8s.io", "networking.istio.io", "gateway.kgateway.dev"):
+        for f in sorted(crds_dir.glob(versions.crd_globs()[group])):
+            out += [d for d in yaml.safe_load_all(f.read_text()) if d and d.get("kind") == "CustomResourceDefinition"]
+    return out
+
+
+def _platform_objects() -> list[dict[str, Any]]:
+    """What the platform stack creates for admission and tenancy (charts and the gateway aside)."""
+    objs = stack_objects(PLATFORM, TODAY)
+    out = [*objs.tenants_namespace, *[o for team in objs.tenants.values() for o in team]]
+    # The registry first: the policies read it.
+    registry = [o for o in objs.admission if o["kind"] == "ConfigMap"]
+    policies = [o for o in objs.admission if o["kind"] == "ValidatingPolicy"]
+    return [*out, *registry, *policies]
+
+
+@pytest.fixture(scope="module")
+def cluster(crds_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with ControlPlane() as plane:
+        api = KubeApi(plane.server, plane.token, plane.ssl_context())
+        install_crds(api, _crds(crds_dir))
+        with KyvernoAdmission(plane):
+            for obj in _platform_objects():
+                if obj["kind"] == "ReferenceGrant" or obj["kind"] == "Namespace":
+                    ns = obj["metadata"].get("namespace")
+                    if ns and api.get("Namespace", ns) is None:
+                        api.request("POST", "api/v1/namespaces", {"metadata": {"name": ns}})
+                apply(api, api.item_path(obj), obj)
+            for policy in (names.REGISTRY_POLICY, names.ROUTE_POLICY):
+                wait_ready(api, policy, kind="ValidatingPolicy")
+            # Another workload's Service, for a route that tries to send elsewhere.
+            api.request("POST", "api/v1/namespaces", {"metadata": {"name": "billing"}})
+            out = tmp_path_factory.mktemp("identities")
+            kubeconfigs = {}
+            for team in TEAMS:
+                got = subprocess.run(
+                    ["scripts/team-kubeconfig", team],
+                    cwd=ROOT,
+                    env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+                assert got.returncode == 0, got.stderr
+                assert plane.token not in got.stdout  # never the platform's credential
+                kubeconfigs[team] = out / f"{team}.yaml"
+                kubeconfigs[team].write_text(got.stdout)
+            yield Cluster(plane, api, kubeconfigs)
+
+
+def kubectl(cluster: Cluster, team: str, *args: str, obj: Any = None) -> subprocess.CompletedProcess[str]:
+    """kubectl as the team's identity (its issued kubeconfig only)."""
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", str(cluster.kubeconfigs[team]), *args],
+        input=json.dumps(obj) if obj is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": os.environ["PATH"], "HOME": str(cluster.kubeconfigs[team].parent)},
+    )
+
+
+def create(cluster: Cluster, team: str, obj: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    return kubectl(cluster, team, "create", "-f", "-", obj=obj)
+
+
+def refused(cluster: Cluster, team: str, obj: dict[str, Any], *expected: str) -> None:
+    """The tenant's write is refused with every expected fragment, and nothing is left."""
+    out = create(cluster, team, obj)
+    assert out.returncode != 0, f"admitted: {obj['kind']} {obj['metadata']['name']}"
+    for fragment in expected:
+        assert fragment in out.stderr, out.stderr
+    meta = obj["metadata"]
+    assert cluster.api.get(obj["kind"], meta["name"], meta.get("namespace")) is None
+
+
+def team_objects(stack: str) -> list[dict[str, Any]]:
+    cfg = load_stack(ROOT / f"Pulumi.{stack}.yaml")
+    return stack_objects(cfg, TODAY, PLATFORM.approvals).all()
+
+
+def research(kind: str) -> dict[str, Any]:
+    """A copy of one of team research's own (legitimate) objects, to tamper with."""
+    return copy.deepcopy(next(o for o in team_objects("team-research") if o["kind"] == kind))
+
+
+def renamed(obj: dict[str, Any], name: str = "attack") -> dict[str, Any]:
+    obj["metadata"]["name"] = name
+    return obj
+
+
+# --- legitimate flows ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["team-research", "team-payments"])
+def test_the_example_teams_objects_are_admitted_under_their_own_identity(cluster: Cluster, stack: str) -> None:
+    team = stack.removeprefix("team-")
+    objs = team_objects(stack)
+    assert {o["kind"] for o in objs} >= {"ServiceEntry", "HTTPRoute", "GatewayExtension", "TrafficPolicy"}
+    for obj in objs:
+        out = create(cluster, team, obj)
+        assert out.returncode == 0, (obj["kind"], obj["metadata"]["name"], out.stderr)
+    for obj in reversed(objs):
+        out = kubectl(cluster, team, "delete", obj["kind"].lower(), obj["metadata"]["name"], "-n", TEAMS[team])
+        assert out.returncode == 0, out.stderr
+
+
+# --- forged and self-made approvals (admission, from the registry) ---------------------------------
+
+
+def test_forged_approval_marks_for_an_unapproved_host(cluster: Cluster) -> None:
+    se = renamed(research("ServiceEntry"))
+    se["spec"]["hosts"] = ["exfil.example"]  # keeps the approval label and annotations research wrote
+    refused(cluster, "research", se, "egress-registry-approval", "exfil.example on ports 443 is not approved")
+
+
+def test_another_teams_approval(cluster: Cluster) -> None:
+    se = renamed(research("ServiceEntry"))  # api.openai.com: approved for research only
+    se["metadata"]["namespace"] = TEAMS["payments"]
+    refused(cluster, "payments", se, "is not approved (or has expired) for team payments")
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "10.0.0.1", "127.0.0.1"])
+def test_an_approved_host_redirected_to_other_endpoints(cluster: Cluster, address: str) -> None:
+    se = renamed(research("ServiceEntry"))
+    se["spec"].update(resolution="STATIC", endpoints=[{"address": address}])
+    refused(cluster, "research", se, "endpoint addresses must be the ones the approval lists")
+
+
+# --- namespaces and names that are not the team's (RBAC) ------------------------------------------
+
+
+@pytest.mark.parametrize("namespace", ["team-payments", "kube-system", "kyverno", "egress-system", "default"])
+def test_writing_outside_its_own_namespace(cluster: Cluster, namespace: str) -> None:
+    """Another team's namespace, platform namespaces, and those Kyverno's default config never looks
+    at (kube-system, kyverno): RBAC refuses before admission would have to."""
+    se = research("ServiceEntry")
+    se["metadata"]["namespace"] = namespace
+    refused(cluster, "research", se, FORBIDDEN, f'in the namespace "{namespace}"')
+
+
+def test_a_new_namespace_or_a_claim_on_one(cluster: Cluster) -> None:
+    out = create(cluster, "research", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rogue"}})
+    assert out.returncode != 0 and FORBIDDEN in out.stderr, out.stderr
+    assert cluster.api.get("Namespace", "rogue") is None
+
+
+def test_colliding_names_in_shared_namespaces(cluster: Cluster) -> None:
+    """The only shared namespaces hold platform objects; a team cannot write one, under any name."""
+    grant: dict[str, Any] = {
+        "apiVersion": "gateway.networking.k8s.io/v1beta1",
+        "kind": "ReferenceGrant",
+        "metadata": {"name": names.object_name("egress-authz", "payments"), "namespace": names.AUTHZ_NAMESPACE},
+        "spec": {
+            "from": [{"group": "gateway.kgateway.dev", "kind": "GatewayExtension", "namespace": "team-research"}],
+            "to": [{"group": "", "kind": "Service"}],
+        },
+    }
+    out = kubectl(cluster, "research", "apply", "-f", "-", obj=grant)
+    assert out.returncode != 0 and FORBIDDEN in out.stderr, out.stderr
+    name = grant["metadata"]["name"]
+    for args in (("delete", "referencegrant", name), ("label", "referencegrant", name, "x=y")):
+        out = kubectl(cluster, "research", *args, "-n", names.AUTHZ_NAMESPACE)
+        assert out.returncode != 0 and FORBIDDEN in out.stderr, out.stderr
+    assert cluster.api.get("ReferenceGrant", grant["metadata"]["name"], names.AUTHZ_NAMESPACE) is not None
+
+
+def test_the_registry_and_identities_are_out_of_reach(cluster: Cluster) -> None:
+    out = kubectl(
+        cluster,
+        "research",
+        "patch",
+        "configmap",
+        names.REGISTRY_CONFIGMAP,
+        "-n",
+        names.REGISTRY_NAMESPACE,
+        "--type=merge",
+        "-p",
+        '{"data": {"namespaces.json": "{}"}}',
+    )
+    assert out.returncode != 0 and FORBIDDEN in out.stderr, out.stderr
+    for args in (
+        ("get", "secret", names.team_token("payments"), "-n", names.TENANTS_NAMESPACE),  # another team's token
+        ("get", "secrets", "-n", TEAMS["research"]),
+        ("create", "rolebinding", "escalate", "--clusterrole=cluster-admin", "--user=x", "-n", TEAMS["research"]),
+    ):
+        got = kubectl(cluster, "research", *args)
+        assert got.returncode != 0 and FORBIDDEN in got.stderr, (args, got.stderr)
+    out = kubectl(
+        cluster,
+        "research",
+        "patch",
+        "role",
+        names.TEAM_ROLE,
+        "-n",
+        TEAMS["research"],
+        "--type=json",
+        "-p",
+        '[{"op": "add", "path": "/rules/-", "value": {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}}]',
+    )
+    assert out.returncode != 0 and FORBIDDEN in out.stderr, out.stderr
+
+
+def test_removing_the_egress_guard_or_leaving_the_mesh(cluster: Cluster) -> None:
+    ns = TEAMS["research"]
+    out = kubectl(cluster, "research", "delete", "networkpolicy", "egress-only-via-gateway", "-n", ns)
+    assert out.returncode != 0 and FORBIDDEN in out.stderr, out.stderr
+    out = kubectl(cluster, "research", "label", "namespace", ns, f"{names.AMBIENT_LABEL}-")
+    assert out.returncode != 0 and FORBIDDEN in out.stderr, out.stderr
+    assert cluster.api.get("NetworkPolicy", "egress-only-via-gateway", ns) is not None
+    namespace = cluster.api.get("Namespace", ns)
+    assert namespace is not None and namespace["metadata"]["labels"][names.AMBIENT_LABEL] == names.AMBIENT_VALUE
+
+
+# --- what attaches to the shared gateway (admission, from the registry) ----------------------------
+
+
+def test_a_route_for_another_teams_host(cluster: Cluster) -> None:
+    route = renamed(research("HTTPRoute"))
+    route["metadata"]["namespace"] = TEAMS["payments"]
+    route["spec"]["rules"][0]["backendRefs"][0]["name"] = "egress-ledger"
+    refused(
+        cluster, "payments", route, names.ROUTE_POLICY, "names only hosts approved for its team; got api.openai.com"
+    )
+
+
+def test_a_route_without_hostnames_catches_every_host(cluster: Cluster) -> None:
+    route = renamed(research("HTTPRoute"))
+    del route["spec"]["hostnames"]
+    refused(cluster, "research", route, "names only hosts approved for its team")
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        {"name": "payments-api", "port": 80},  # a Service (the default kind)
+        {
+            "group": "networking.istio.io",
+            "kind": "ServiceEntry",
+            "name": "egress-ledger",
+            "namespace": "team-payments",
+            "port": 443,
+        },
+    ],
+    ids=["service", "another-namespace"],
+)
+def test_a_route_to_a_non_serviceentry_backend(cluster: Cluster, backend: dict[str, Any]) -> None:
+    route = renamed(research("HTTPRoute"))
+    route["spec"]["rules"][0]["backendRefs"] = [backend]
+    refused(cluster, "research", route, "sends only to ServiceEntries of its own namespace")
+
+
+def test_a_route_that_mirrors_requests(cluster: Cluster) -> None:
+    route = renamed(research("HTTPRoute"))
+    mirror = {"backendRef": {"name": "collector", "namespace": "billing", "port": 80}}
+    route["spec"]["rules"][0]["filters"] = [{"type": "RequestMirror", "requestMirror": mirror}]
+    refused(cluster, "research", route, "neither mirrors requests")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda tp: tp["spec"].pop("extAuth"), "carries external authorization"),
+        (lambda tp: tp["spec"].update(extAuth={"disable": {}}), "never disable"),
+        (
+            lambda tp: tp["spec"]["extAuth"]["contextExtensions"].update({"egress-namespace": "team-payments"}),
+            "must be the policy's own namespace",
+        ),
+        (lambda tp: tp["spec"]["extAuth"]["extensionRef"].update(namespace="team-payments"), "of its own namespace"),
+        (
+            lambda tp: tp["spec"].update(
+                targetSelectors=[{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "matchLabels": {}}]
+            ),
+            "by targetRefs only",
+        ),
+    ],
+    ids=["no-extauth", "disabled", "another-namespace-context", "another-namespace-extension", "selectors"],
+)
+def test_a_traffic_policy_without_the_platforms_authorization(cluster: Cluster, change: Any, message: str) -> None:
+    tp = renamed(research("TrafficPolicy"))
+    change(tp)
+    refused(cluster, "research", tp, names.ROUTE_POLICY, message)
+
+
+def test_an_extension_that_calls_another_server(cluster: Cluster) -> None:
+    ext = renamed(research("GatewayExtension"))
+    ext["spec"]["extAuth"]["grpcService"]["backendRef"] = {"name": "always-allow", "port": 9000}
+    refused(cluster, "research", ext, "external authorization by the platform's server")
+
+
+def test_an_unapproved_fail_open(cluster: Cluster) -> None:
+    ext = renamed(research("GatewayExtension"))
+    ext["spec"]["extAuth"]["failOpen"] = True
+    refused(cluster, "research", ext, "failOpen: true needs an approval that allows it")
+
+
+def test_tls_origination_without_verification(cluster: Cluster) -> None:
+    tls = renamed(research("BackendConfigPolicy"))
+    tls["spec"]["tls"] = {"sni": "api.openai.com", "insecureSkipVerify": True}
+    refused(cluster, "research", tls, "verifies its certificate and names")
+
+
+# --- the same attacks through a team stack run without the policy pack ------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    if pulumi_bin() is None:
+        pytest.skip("needs the Pulumi CLI from scripts/bootstrap.sh (run through `make test`)")
+    from .test_engine_preview import FIXTURE
+
+    e = Engine.create(tmp_path_factory.mktemp("tenant-stacks"))
+    e.seed_platform("dev", FIXTURE)
+    return e
+
+
+def _team_up(engine: Engine, cluster: Cluster, team: str, stack: str, doc: dict[str, Any]) -> Any:
+    engine.write_stack(stack, yaml.safe_dump(doc, sort_keys=False))
+    engine.init(stack)
+    env = {"KUBECONFIG": str(cluster.kubeconfigs[team])}
+    return engine.run("up", "--stack", stack, "--yes", "--non-interactive", "--skip-preview", env=env, timeout=300)
+
+
+def _example(stack: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    return doc
+
+
+def test_a_team_stack_under_its_identity_goes_up_and_down(engine: Engine, cluster: Cluster) -> None:
+    up = _team_up(engine, cluster, "payments", "team-payments", _example("team-payments"))
+    assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-2000:]
+    assert cluster.api.get("TrafficPolicy", "egress-ledger", TEAMS["payments"]) is not None
+    env = {"KUBECONFIG": str(cluster.kubeconfigs["payments"])}
+    down = engine.run("destroy", "--stack", "team-payments", "--yes", "--non-interactive", env=env, timeout=300)
+    assert down.returncode == 0, down.stdout[-4000:]
+    assert cluster.api.list("TrafficPolicy", TEAMS["payments"]) == []
+
+
+def test_a_team_stack_without_the_pack_and_an_unapproved_host(engine: Engine, cluster: Cluster) -> None:
+    doc = _example("team-research")
+    doc["config"]["egress:destinations"][0]["host"] = "exfil.example"
+    up = _team_up(engine, cluster, "research", "team-research-exfil", doc)
+    text = up.stdout + up.stderr
+    assert up.returncode != 0
+    assert "egress-registry-approval" in text and "exfil.example on ports 443 is not approved" in text, text[-3000:]
+    assert "Traceback" not in text
+    assert [
+        o for o in cluster.api.list("ServiceEntry", TEAMS["research"]) if "exfil.example" in o["spec"]["hosts"]
+    ] == []
+    env = {"KUBECONFIG": str(cluster.kubeconfigs["research"])}
+    engine.run("destroy", "--stack", "team-research-exfil", "--yes", "--non-interactive", env=env, timeout=300)
+
+
+def test_a_team_stack_that_claims_another_teams_namespace(engine: Engine, cluster: Cluster) -> None:
+    doc = _example("team-payments")
+    doc["config"]["egress:team"] = {"name": "research", "namespace": TEAMS["research"]}
+    up = _team_up(engine, cluster, "payments", "team-payments-claim", doc)
+    text = up.stdout + up.stderr
+    assert up.returncode != 0 and FORBIDDEN in text, text[-3000:]
+    assert cluster.api.list("ServiceEntry", TEAMS["research"]) == []
+
+
+def test_fail_open_where_security_approved_it(cluster: Cluster) -> None:
+    """Negative control for the fail-open rules: with an approval that allows it, the same objects pass."""
+    from components.manifests.admission import registry_configmap
+
+    host = "api.openai.com"
+    approvals = [a.model_copy(update={"allow_fail_open": a.host == host}) for a in PLATFORM.approvals]
+    path = f"api/v1/namespaces/{names.REGISTRY_NAMESPACE}/configmaps/{names.REGISTRY_CONFIGMAP}"
+    apply(cluster.api, path, registry_configmap(PLATFORM.teams, approvals))
+    objs = [o for o in team_objects("team-research") if o["kind"] in ("HTTPRoute", "GatewayExtension", "TrafficPolicy")]
+    try:
+        for obj in objs:
+            if obj["kind"] == "GatewayExtension":
+                obj["spec"]["extAuth"]["failOpen"] = True
+            out = create(cluster, "research", obj)
+            assert out.returncode == 0, (obj["kind"], out.stderr)
+    finally:
+        apply(cluster.api, path, registry_configmap(PLATFORM.teams, PLATFORM.approvals))
+    # The approval withdrawn, the route can no longer be changed while its authorization fails open.
+    route = next(o for o in objs if o["kind"] == "HTTPRoute")
+    route["metadata"].setdefault("labels", {})["touched"] = "yes"
+    out = kubectl(cluster, "research", "apply", "-f", "-", obj=route)
+    assert out.returncode != 0 and "its authorization fails open" in out.stderr, out.stderr
+    for obj in reversed(objs):
+        kubectl(cluster, "research", "delete", obj["kind"].lower(), obj["metadata"]["name"], "-n", TEAMS["research"])
