@@ -18,7 +18,7 @@ ENV := source $(TOOLS_ENV) &&
 INLINE := python scripts/pulumi_inline.py
 PULUMI := $(ENV) $(INLINE)
 
-.PHONY: help tools stack up preview outputs team-kubeconfig destroy render print sandbox cluster-local lint typecheck pytest test clean
+.PHONY: help tools stack up preview outputs team-kubeconfig usage destroy render print sandbox cluster-local lint typecheck pytest test clean
 
 help:
 	@echo "make up STACK=dev        build the platform (kind, Istio ambient, kgateway, Kyverno, authz, Ollama)"
@@ -28,6 +28,7 @@ help:
 	@echo "make sandbox STACK=...   run the stack's egress path offline (real Envoy) and check it"
 	@echo "make outputs STACK=...   the stack's outputs (try commands, gateway address, approvals, teams)"
 	@echo "make team-kubeconfig TEAM=...  a team's own kubeconfig (platform access needed; for the team's CI)"
+	@echo "make usage STACK=...     requests, denials, 429s, retries, p50/p99 per team and destination (LOG=, FORMAT=json|csv)"
 	@echo "make cluster-local       a local control plane (no nodes) with an admin kubeconfig, until Ctrl-C"
 	@echo "make test                everything CI runs"
 	@echo "make destroy STACK=...   tear the stack down"
@@ -73,7 +74,16 @@ render: tools | $(STATE_DIR)
 
 # Offline proof of the path: real Envoy (and the Kyverno authz server where it can be built) on loopback.
 sandbox: tools
-	@$(ENV) python -m sandbox Pulumi.$(STACK).yaml
+	@$(ENV) python -m sandbox Pulumi.$(STACK).yaml --access-log .sandbox/$(STACK)-access.log
+
+# Who called what through the gateway: per team and destination, from its JSON access log (default:
+# the last `make sandbox` of the stack; LOG=- reads stdin, e.g. `kubectl logs` of the gateway).
+# FORMAT=json or csv for dashboards.
+LOG ?= .sandbox/$(STACK)-access.log
+FORMAT ?= table
+usage:
+	@$(MAKE) --no-print-directory tools
+	@$(ENV) python -m components.usage --log $(LOG) --format $(FORMAT) Pulumi.$(STACK).yaml
 
 # The objects a stack creates directly, from its config file alone (no engine, no state).
 print:

@@ -46,7 +46,9 @@ def tune_gc() -> None:
 def main() -> None:
     tune_gc()
     try:
-        cfg = config.parse(read_config())
+        raw = read_config()
+        config.check_credentials_secret(raw, pulumi.runtime.is_config_secret(f"{config.CONFIG_NAMESPACE}:credentials"))
+        cfg = config.parse(raw)
         (platform_stack.build if cfg.is_platform else team_stack.build)(cfg, dt.date.today())
     except ConfigError as exc:
         # One line, no traceback; raised before any resource is registered.

@@ -21,6 +21,8 @@ import datetime as dt
 import http.client
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import ssl
@@ -38,12 +40,13 @@ from typing import Any
 
 import grpc
 
+from components import usage
 from components.manifests import authz, gateway
 from components.manifests.destination import resource_name
 from components.manifests.kinds import Obj
 from components.manifests.stack import stack_objects
 from components.settings import names
-from components.settings.config import ConfigError, Destination, StackConfig
+from components.settings.config import ConfigError, Destination, StackConfig, duration_ms
 from components.settings.stackfile import load_stack, platform_stack_file
 
 from . import authz_check, authz_server, envoy_config, pki
@@ -111,6 +114,7 @@ class Response:
     status: int
     body: bytes
     request_id: str
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def text(self) -> str:
@@ -156,7 +160,12 @@ class Sandbox:
         self.access_log_format = gateway.access_log_policy()["spec"]["default"]["httpSettings"]["accessLog"][0][
             "fileSink"
         ]["jsonFormat"]
-        self.objects = stack_objects(cfg, self.today, self.registry).all()
+        # Stand-ins for the credentials' secret values (the stack file holds only ciphertext): a fresh
+        # random value per run, so a test can tell the gateway's value from anything else.
+        self.secret_values = {d.name: secrets.token_urlsafe(24) for d in cfg.destinations if d.credential}
+        self.objects = self.with_secrets(stack_objects(cfg, self.today, self.registry).all())
+        self.sent: list[tuple[str, str, int]] = []  # (caller identity, host, status) of each request
+        self.usage_registry = usage.Registry({}, {})  # who is who, for the usage report
         self.procs: list[subprocess.Popen[bytes]] = []
         self.authz: subprocess.Popen[bytes] | None = None
         self.envoy: subprocess.Popen[bytes] | None = None
@@ -170,6 +179,26 @@ class Sandbox:
         self.route_version = 0
         self.contexts: dict[str, ssl.SSLContext] = {}
         self.policy_dirs: dict[str, Path] = {}
+
+    def with_secrets(self, objs: Sequence[Obj]) -> list[Obj]:
+        """The objects with the credentials Secret holding the values the team stack would write."""
+        out = []
+        for o in objs:
+            # The team's patch (the platform's own object is the empty Secret it applies to).
+            if (
+                o["kind"] == "Secret"
+                and o["metadata"].get("namespace") == names.CREDENTIALS_NAMESPACE
+                and "stringData" in o
+            ):
+                by_name = {d.name: d for d in self.cfg.destinations}
+                data = {k: by_name[k].credential.value(self.secret_values[k]) for k in o["stringData"]}  # type: ignore[union-attr]
+                o = {**o, "stringData": data}
+            out.append(o)
+        return out
+
+    def credential_value(self, dest: Destination) -> str:
+        assert dest.credential is not None
+        return dest.credential.value(self.secret_values[dest.name])
 
     # --- identities ----------------------------------------------------------------------------
     @property
@@ -342,7 +371,7 @@ class Sandbox:
         """Apply a changed config to the running gateway the way kgateway does for a changed
         TrafficPolicy: new route configuration, pushed live (RDS); nothing else restarts.
         Only route changes apply live here (the listeners' filters and clusters are static)."""
-        objects = stack_objects(cfg, self.today, self.registry).all()
+        objects = self.with_secrets(stack_objects(cfg, self.today, self.registry).all())
         old = {k for g in self.gateways() for k in (envoy_config.filter_name(e) for e in g.extensions())}
         before, self.cfg, self.objects = self.rds_updates(), cfg, objects
         new = {k for g in self.gateways() for k in (envoy_config.filter_name(e) for e in g.extensions())}
@@ -369,9 +398,18 @@ class Sandbox:
         try:
             conn.request("GET", "/", headers={"Host": host, "x-request-id": rid, **headers})
             r = conn.getresponse()
-            return Response(r.status, r.read(), rid)
+            response = Response(r.status, r.read(), rid, dict(r.getheaders()))
+            self.sent.append((identity or self.owner, host, r.status))
+            return response
         finally:
             conn.close()
+
+    def log_line(self, request_id: str) -> str:
+        """The raw access log line of one request."""
+        entry = self.log_entry(request_id)
+        return next(
+            line for line in self.access_log.read_text(encoding="utf-8").splitlines() if entry["request_id"] in line
+        )
 
     def log_entry(self, request_id: str, timeout: float = 10) -> dict[str, Any]:
         """The access log line of one request (found by its request id; Envoy flushes every 20 ms)."""
@@ -520,6 +558,106 @@ class Scenarios:
             ok = ok and not called
         self.add("canary: unrouted host answered by the gateway", "404 route_not_found", observed, ok)
 
+    def _listener(self) -> str:
+        """Through the authorized path when the authz server runs; else through the failOpen listener."""
+        return "gateway" if self.box.authz is not None else "gateway_fail_open"
+
+    def credentials(self) -> None:
+        """The gateway sets a destination's credential on the upstream request, over the client's own
+        value; the client never receives it, and the access log never holds it."""
+        box = self.box
+        dests = [d for d in box.cfg.destinations if d.credential is not None]
+        if not dests:
+            self.add("credential set by the gateway", "-", "no destination of this stack has one", NOT_APPLICABLE)
+            return
+        for d in dests:
+            assert d.credential is not None
+            header, value = d.credential.header, box.credential_value(d)
+            secret = box.secret_values[d.name]
+            s = box.stand_ins[d.name]
+            sent = {**allowed_headers(d), header: "client-own-value"}
+            r = box.request(d.host, sent, listener=self._listener())
+            seen = s.last_headers.get(header.lower(), "")
+            leaked = secret in r.text or any(secret in v for v in r.headers.values())
+            logged = secret in box.log_line(r.request_id)
+            self.add(
+                f"{d.name}: credential set by the gateway",
+                f"upstream {header} = the secret's value, never the client's; not in response or log",
+                f"{r.status}, upstream got {'it' if seen == value else repr(seen[:24])}"
+                f"{', in response' if leaked else ''}{', in access log' if logged else ''}",
+                r.status == 200 and seen == value and not leaked and not logged,
+            )
+
+    def budget(self) -> None:
+        """Past its budget a destination is answered 429 by the gateway, the upstream never asked; the
+        bucket refills at the configured rate."""
+        box = self.box
+        d = next((d for d in box.cfg.destinations if d.budget is not None), None)
+        if d is None:
+            self.add("budget: 429 past the token bucket", "-", "no destination of this stack has one", NOT_APPLICABLE)
+            return
+        tp = next(o for o in box.objects if o["kind"] == "TrafficPolicy" and o["metadata"]["name"] == resource_name(d))
+        bucket = tp["spec"]["rateLimit"]["local"]["tokenBucket"]
+        fill_s = duration_ms(bucket["fillInterval"]) / 1000
+        s, listener = box.stand_ins[d.name], self._listener()
+        before, start = s.requests, time.monotonic()
+        burst = [
+            box.request(d.host, allowed_headers(d), listener=listener) for _ in range(int(bucket["maxTokens"]) + 5)
+        ]
+        refills = int((time.monotonic() - start) / fill_s) + 1
+        ok = sum(r.status == 200 for r in burst)
+        limited = [r for r in burst if r.status == 429]
+        cap = int(bucket["maxTokens"]) + refills * int(bucket.get("tokensPerFill", 1))
+        self.add(
+            f"{d.name}: a burst past the budget",
+            f"200 then 429 only, at most {cap} through, upstream asked only for those",
+            f"{ok} x 200, {len(limited)} x 429 {limited[0].text[:30]!r}, upstream +{s.requests - before}"
+            if limited
+            else f"{ok} x 200, no 429",
+            bool(limited) and ok + len(limited) == len(burst) and ok <= cap and s.requests - before == ok,
+        )
+        # One interval later: tokensPerFill more (up to two intervals' worth, by the timer's phase).
+        time.sleep(fill_s * 1.2)
+        per_fill = int(bucket.get("tokensPerFill", 1))
+        before = s.requests
+        after = [box.request(d.host, allowed_headers(d), listener=listener) for _ in range(2 * per_fill + 1)]
+        passed = sum(r.status == 200 for r in after)
+        self.add(
+            f"{d.name}: the budget refills at its rate",
+            f"{per_fill} to {2 * per_fill} through after {bucket['fillInterval']}, the rest 429",
+            f"{passed} through, upstream +{s.requests - before}",
+            per_fill <= passed <= 2 * per_fill and s.requests - before == passed,
+        )
+        time.sleep(fill_s * 3)  # tokens for the scenarios that follow
+
+    def usage_report(self) -> None:
+        """The usage report over this run's access log counts exactly the requests the sandbox sent."""
+        box = self.box
+        time.sleep(0.1)  # Envoy flushes its access log every 20 ms
+        report = usage.build_report(box.access_log.read_text(encoding="utf-8").splitlines(), box.usage_registry)
+        got = {(r.team, r.destination): r for r in report.rows}
+        want: dict[tuple[str, str], dict[str, int]] = {}
+        for identity, host, status in box.sent:
+            team = box.usage_registry.team_of(identity)
+            key = (team, box.usage_registry.destination_of(team, host.split(":")[0]))
+            row = want.setdefault(key, {"requests": 0, "allowed": 0, "denied": 0, "rate_limited": 0, "other": 0})
+            row["requests"] += 1
+            category = {200: "allowed", 503: "allowed", 403: "denied", 429: "rate_limited"}.get(status, "other")
+            row[category] += 1
+        mismatched = [
+            key
+            for key, w in want.items()
+            if key not in got
+            or (got[key].requests, got[key].allowed, got[key].denied, got[key].rate_limited, got[key].other_local)
+            != (w["requests"], w["allowed"], w["denied"], w["rate_limited"], w["other"])
+        ]
+        self.add(
+            "usage report over the gateway's access log",
+            f"{len(box.sent)} requests in {len(want)} (team, destination) rows, each category exact",
+            f"{report.total.requests} requests, {len(got)} rows, mismatched: {mismatched or 'none'}",
+            not mismatched and set(got) == set(want) and report.total.requests == len(box.sent),
+        )
+
     def path(self) -> None:
         """Retries and the fail-closed stance (the authz server is stopped for the last two)."""
         box = self.box
@@ -592,7 +730,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise StopRequestedError(signal.Signals(signum).name)
 
 
-def run(stack_file: Path, authz_binary: str | None) -> tuple[int, list[Result]]:
+def run(stack_file: Path, authz_binary: str | None, keep_log: Path | None = None) -> tuple[int, list[Result]]:
+    """Run the scenarios; `keep_log`, where given, receives a copy of the gateway's access log."""
     try:
         cfg = load_stack(stack_file)
         registry = registry_for(cfg, stack_file)
@@ -602,6 +741,7 @@ def run(stack_file: Path, authz_binary: str | None) -> tuple[int, list[Result]]:
     with tempfile.TemporaryDirectory(prefix="egress-sandbox-") as tmp:
         try:
             box = Sandbox(cfg, Path(tmp), authz_binary, registry)
+            box.usage_registry = usage.load_registry([stack_file])
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1, []
@@ -614,7 +754,10 @@ def run(stack_file: Path, authz_binary: str | None) -> tuple[int, list[Result]]:
             else:
                 for name in AUTHZ_SCENARIOS:
                     scenarios.add(name, "-", "no kyverno-authz server (KYVERNO_AUTHZ_BIN unset; see README)", NOT_RUN)
+            scenarios.credentials()
+            scenarios.budget()
             scenarios.path()
+            scenarios.usage_report()
         except (RuntimeError, OSError, http.client.HTTPException) as exc:
             print(f"error: {exc}", file=sys.stderr)
             for log in ("authz.log", "envoy.log"):
@@ -627,16 +770,24 @@ def run(stack_file: Path, authz_binary: str | None) -> tuple[int, list[Result]]:
             return 130, scenarios.results
         finally:
             box.stop()
+            if keep_log is not None and box.access_log.exists():
+                keep_log.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(box.access_log, keep_log)
+    if keep_log is not None:
+        print(f"access log: {keep_log} (make usage STACK=... reads it)")
     print(summary(scenarios.results))
     return (1 if any(r.outcome == FAIL for r in scenarios.results) else 0), scenarios.results
 
 
 def main(argv: list[str]) -> int:
+    keep = None
+    if len(argv) == 3 and argv[1] == "--access-log":
+        keep, argv = Path(argv[2]), argv[:1]
     if len(argv) != 1:
-        print("usage: python -m sandbox Pulumi.<stack>.yaml", file=sys.stderr)
+        print("usage: python -m sandbox Pulumi.<stack>.yaml [--access-log FILE]", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
-    return run(Path(argv[0]), os.environ.get("KYVERNO_AUTHZ_BIN") or None)[0]
+    return run(Path(argv[0]), os.environ.get("KYVERNO_AUTHZ_BIN") or None, keep)[0]
 
 
 if __name__ == "__main__":

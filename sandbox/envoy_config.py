@@ -23,6 +23,8 @@ listener, the ServiceEntry endpoints (a local stand-in) and the authz Service.
 |                                                       | `extAuth.statusOnError`                                |
 | ext_authz gRPC service -> cluster of the authz Service | GatewayExtension `extAuth.grpcService.backendRef`     |
 | per-route `check_settings.context_extensions`         | TrafficPolicy `extAuth.contextExtensions`              |
+| route `request_headers_to_add`, overwriting           | TrafficPolicy `headerModifiers.request.set` (Secret)   |
+| local_ratelimit per-route token bucket, before ext_authz | TrafficPolicy `rateLimit.local.tokenBucket`         |
 | access log, JSON, same fields                         | ListenerPolicy `accessLog[].fileSink.jsonFormat`       |
 
 Routes are served over RDS from a file (`route_config_file`): rewriting that file is how the sandbox
@@ -43,6 +45,7 @@ from components.manifests.kinds import Obj
 from components.settings.config import duration_ms
 
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
+LOCAL_RATE_LIMIT = "envoy.filters.http.local_ratelimit"
 _TYPES = "type.googleapis.com/envoy"
 HCM_TYPE = f"{_TYPES}.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 FILE_LOG_TYPE = f"{_TYPES}.extensions.access_loggers.file.v3.FileAccessLog"
@@ -53,6 +56,7 @@ FILTER_CONFIG_TYPE = f"{_TYPES}.config.route.v3.FilterConfig"
 ROUTE_CONFIG_TYPE = f"{_TYPES}.config.route.v3.RouteConfiguration"
 TLS_CONTEXT_TYPE = f"{_TYPES}.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 HTTP_OPTIONS_TYPE = f"{_TYPES}.extensions.upstreams.http.v3.HttpProtocolOptions"
+LOCAL_RATE_LIMIT_TYPE = f"{_TYPES}.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -79,6 +83,8 @@ class Route:
     port: int
     traffic_policy: Obj | None
     extension: Obj | None
+    # Request headers the policy sets (name, value), values of Secret references resolved.
+    set_headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> Key:
@@ -128,8 +134,24 @@ def resolve(objs: Iterable[Obj], gateway: Obj, listener: str) -> list[Route]:
         if policy is not None and "extAuth" in policy["spec"]:
             ref = policy["spec"]["extAuth"]["extensionRef"]
             extension = extensions[(ref.get("namespace", ns), ref["name"])]
-        out.append(Route(route, entry, int(backend["port"]), policy, extension))
+        headers = set_headers(policy, _of(objs, "Secret")) if policy is not None else ()
+        out.append(Route(route, entry, int(backend["port"]), policy, extension, headers))
     return out
+
+
+def set_headers(policy: Obj, secrets: Mapping[Key, Obj]) -> tuple[tuple[str, str], ...]:
+    """`headerModifiers.request.set` of a TrafficPolicy, each value read from its Secret where it names
+    one (kgateway reads the Secret the same way; across namespaces under a ReferenceGrant)."""
+    out = []
+    ns = _key(policy)[0]
+    for h in policy["spec"].get("headerModifiers", {}).get("request", {}).get("set", []):
+        if "secretRef" in h:
+            ref = h["secretRef"]
+            secret = secrets[(ref.get("namespace", ns), ref["name"])]
+            out.append((h["name"], secret["stringData"][ref.get("key", h["name"])]))
+        else:
+            out.append((h["name"], h["value"]))
+    return tuple(out)
 
 
 # --- names of Envoy resources --------------------------------------------------------------------
@@ -163,27 +185,53 @@ def retry_policy(traffic_policy: Obj) -> dict[str, Any]:
     return out
 
 
+def rate_limit_per_route(bucket: Obj) -> dict[str, Any]:
+    """TrafficPolicy `rateLimit.local.tokenBucket` as the route's local rate limit, always enforced."""
+    always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": "egress_rate_limit"}
+    return {
+        "@type": LOCAL_RATE_LIMIT_TYPE,
+        "stat_prefix": "egress_rate_limit",
+        "token_bucket": {
+            "max_tokens": int(bucket["maxTokens"]),
+            "tokens_per_fill": int(bucket.get("tokensPerFill", 1)),
+            "fill_interval": _duration(bucket["fillInterval"]),
+        },
+        "filter_enabled": always,
+        "filter_enforced": always,
+    }
+
+
 def virtual_host(r: Route) -> dict[str, Any]:
     action: dict[str, Any] = {"cluster": cluster_name(r.service_entry, r.port)}
     route: dict[str, Any] = {"match": {"prefix": "/"}, "route": action}
     tp = r.traffic_policy
+    if r.set_headers:
+        # Applied as the request is forwarded: after authorization, which never sees them.
+        route["request_headers_to_add"] = [
+            {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in r.set_headers
+        ]
+    if tp is not None and "rateLimit" in tp["spec"]:
+        bucket = tp["spec"]["rateLimit"]["local"]["tokenBucket"]
+        route.setdefault("typed_per_filter_config", {})[LOCAL_RATE_LIMIT] = rate_limit_per_route(bucket)
     if tp is not None:
         if "timeouts" in tp["spec"]:
             action["timeout"] = _duration(tp["spec"]["timeouts"]["request"])
         if "retry" in tp["spec"]:
             action["retry_policy"] = retry_policy(tp)
         if r.extension is not None:
-            route["typed_per_filter_config"] = {
-                filter_name(r.extension): {
-                    "@type": FILTER_CONFIG_TYPE,
-                    "config": {
-                        "@type": EXT_AUTHZ_ROUTE_TYPE,
-                        "check_settings": {
-                            "context_extensions": dict(tp["spec"]["extAuth"].get("contextExtensions", {}))
+            route.setdefault("typed_per_filter_config", {}).update(
+                {
+                    filter_name(r.extension): {
+                        "@type": FILTER_CONFIG_TYPE,
+                        "config": {
+                            "@type": EXT_AUTHZ_ROUTE_TYPE,
+                            "check_settings": {
+                                "context_extensions": dict(tp["spec"]["extAuth"].get("contextExtensions", {}))
+                            },
                         },
-                    },
+                    }
                 }
-            }
+            )
     ns, name = r.key
     return {
         "name": f"{ns}/{name}",
@@ -292,6 +340,12 @@ def listener(
                         },
                     },
                     "http_filters": [
+                        # A request over its route's budget is answered 429 here, before authorization
+                        # and the upstream are spent (the per-route token bucket; none: no limit).
+                        {
+                            "name": LOCAL_RATE_LIMIT,
+                            "typed_config": {"@type": LOCAL_RATE_LIMIT_TYPE, "stat_prefix": "egress_rate_limit"},
+                        },
                         *(ext_authz_filter(e) for e in extensions),
                         {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}},
                     ],

@@ -15,6 +15,7 @@ class StandIn:
         self.port = port
         self.body = body.encode()
         self.requests = 0
+        self.last_headers: dict[str, str] = {}  # of the last request it answered (names lowercased)
         self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
 
@@ -25,6 +26,7 @@ class StandIn:
             def do_GET(self) -> None:
                 with stand_in._lock:
                     stand_in.requests += 1
+                    stand_in.last_headers = {k.lower(): v for k, v in self.headers.items()}
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(stand_in.body)))

@@ -14,7 +14,8 @@ from typing import Any
 from .conftest import ROOT
 
 PROJECT_FILES = ["Pulumi.yaml", "components", "policies", "scripts"]
-PASSPHRASE = "egress-test-only"
+# The dev stack file carries a secret encrypted with the documented dev passphrase.
+PASSPHRASE = "egress-dev-only"
 
 
 def pulumi_bin() -> str | None:

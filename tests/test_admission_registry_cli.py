@@ -94,6 +94,29 @@ ROUTES_REFUSED = [
     ),
     _tampered("GatewayExtension", "fail-open", lambda o: o["spec"]["extAuth"].update(failOpen=True)),
     _tampered("BackendConfigPolicy", "insecure", lambda o: o["spec"].update(tls={"insecureSkipVerify": True})),
+    _tampered(
+        "TrafficPolicy",
+        "others-key",
+        lambda o: o["spec"].update(
+            headerModifiers={
+                "request": {
+                    "set": [
+                        {
+                            "name": "Authorization",
+                            "secretRef": {"name": TEAMS["payments"], "namespace": "egress-credentials", "key": "x"},
+                        }
+                    ]
+                }
+            }
+        ),
+    ),
+    _tampered(
+        "TrafficPolicy",
+        "key-to-client",
+        lambda o: o["spec"].update(
+            headerModifiers={"response": {"set": [{"name": "x-key", "secretRef": {"name": TEAMS["research"]}}]}}
+        ),
+    ),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from typing import Any
@@ -209,3 +210,76 @@ def test_approvals_name_registered_teams_and_addresses() -> None:
     teams = [{"name": "ghost", "namespace": "team-ghost"}]
     with pytest.raises(ConfigError, match=r"egress:approvals\[a.example\].addresses: 'nope' is not an IP address"):
         config.parse({"platform": {}, "teams": teams, "approvals": [approval | {"addresses": ["nope"]}]})
+
+
+# --- credentials and budgets -----------------------------------------------------------------------
+
+CRED = {"header": "Authorization", "format": "Bearer {}", "secret": "ollama-key"}
+
+
+def test_a_credential_names_a_secret_of_the_stack() -> None:
+    cfg = config.parse(_stack(_dest(credential=CRED), credentials={"ollama-key": "sk-1"}))
+    cred = cfg.destinations[0].credential
+    assert cred is not None and cred.value(cfg.credentials["ollama-key"].get_secret_value()) == "Bearer sk-1"
+    assert "sk-1" not in repr(cfg) and "sk-1" not in str(cfg.credentials)  # never printed
+    with pytest.raises(ConfigError, match=r"egress:destinations\[ollama\].credential.secret: 'ollama-key' is not in"):
+        config.parse(_stack(_dest(credential=CRED)))
+
+
+@pytest.mark.parametrize(
+    ("cred", "expected"),
+    [
+        ({**CRED, "format": "Bearer"}, "credential.format: must hold '{}' once"),
+        ({**CRED, "format": "{} {}"}, "credential.format: must hold '{}' once"),
+        ({**CRED, "format": "Bearer\n{}"}, "credential.format: must hold '{}' once"),
+        ({**CRED, "header": "Bad Header"}, "credential.header: 'Bad Header' is not a valid header name"),
+        ({**CRED, "secret": "Not_A_Label"}, "credential.secret: 'Not_A_Label' is not a DNS label"),
+    ],
+)
+def test_bad_credentials(cred: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"egress:destinations[ollama].{expected}")):
+        config.parse(_stack(_dest(credential=cred), credentials={"ollama-key": "x"}))
+
+
+def test_credentials_must_be_secrets_in_the_stack_config() -> None:
+    with pytest.raises(
+        ConfigError, match=r"egress:credentials.ollama-key: must be a secret: pulumi config set --secret"
+    ):
+        config.check_credentials_secret({"credentials": {"ollama-key": "sk-plain"}}, is_secret=False)
+    config.check_credentials_secret({"credentials": {"ollama-key": {"secure": "v1:abc"}}}, is_secret=False)
+    config.check_credentials_secret({"credentials": {"ollama-key": "sk-decrypted"}}, is_secret=True)
+
+
+def test_a_stack_file_with_a_plaintext_credential_is_refused(tmp_path: Any) -> None:
+    text = (ROOT / "Pulumi.dev.yaml").read_text()
+    start = text.index("  egress:credentials:")
+    end = text.index("  # Which namespace each team owns")
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text(text[:start] + "  egress:credentials:\n    ollama-key: sk-in-clear\n" + text[end:])
+    out = subprocess.run(
+        [sys.executable, "-m", "components.manifests", str(bad)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 1 and "egress:credentials.ollama-key: must be a secret" in out.stderr, out.stderr
+    assert "sk-in-clear" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    ("budget", "expected"),
+    [
+        ({"requests": 0}, "budget.requests: Input should be greater than or equal to 1"),
+        ({"requests": 10, "per": "10ms"}, "budget.per: '10ms' is below the gateway's 50ms refill interval"),
+        ({"requests": 10, "per": "1x"}, "budget.per: '1x' is not a duration"),
+        ({"requests": 10, "burst": 0}, "budget.burst: Input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_budgets(budget: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"egress:destinations[ollama].{expected}")):
+        config.parse(_stack(_dest(budget=budget)))
+
+
+def test_budget_comparison_is_exact() -> None:
+    ceiling = config.Budget(requests=120, per="1m", burst=40)
+    assert config.Budget(requests=2, per="1s", burst=40).within(ceiling)
+    assert not config.Budget(requests=121, per="1m", burst=40).within(ceiling)
+    assert not config.Budget(requests=60, per="1m", burst=41).within(ceiling)
+    assert config.Budget(requests=40).max_tokens == 40  # burst defaults to the requests

@@ -69,7 +69,10 @@ EXPECTED_DEPS: dict[str, set[str]] = {
     "egress-gateway-default-extension": {"egress-gateway-namespace", "kgateway-crds"},
     "egress-gateway-default-authz": {"egress-gateway-namespace", "kgateway-crds"},
     "egress-admission-route-policy": {"kyverno-release", "egress-admission-registry"},
-    "tenants-namespace": set(),
+    "tenants-identities-namespace": set(),
+    "tenants-credentials-namespace": set(),
+    # The demo team writes its credentials into the Secret the platform made for it.
+    "team-ml-credentials": {"tenants-ml-secret-credentials"},
     # The demo team's objects wait for its namespace, which the platform's Tenants hold.
     "team-ml-ollama-serviceentry": {
         "tenants-ml-namespace",
@@ -93,10 +96,14 @@ for _team in ("ml", "research", "payments"):
             _ns: {"istio-istiod", "istio-cni", "istio-ztunnel"},
             f"tenants-{_team}-networkpolicy": {_ns},
             f"tenants-{_team}-referencegrant": {"gateway-api-standard", "kyverno-authz-namespace"},
-            f"tenants-{_team}-serviceaccount": {"tenants-namespace"},
-            f"tenants-{_team}-secret": {"tenants-namespace", f"tenants-{_team}-serviceaccount"},
+            f"tenants-{_team}-serviceaccount": {"tenants-identities-namespace"},
+            f"tenants-{_team}-secret": {"tenants-identities-namespace", f"tenants-{_team}-serviceaccount"},
             f"tenants-{_team}-role": {_ns},
             f"tenants-{_team}-rolebinding": {_ns},
+            f"tenants-{_team}-secret-credentials": {"tenants-credentials-namespace"},
+            f"tenants-{_team}-role-credentials": {"tenants-credentials-namespace"},
+            f"tenants-{_team}-rolebinding-credentials": {"tenants-credentials-namespace"},
+            f"tenants-{_team}-referencegrant-credentials": {"tenants-credentials-namespace", "gateway-api-standard"},
         }
     )
 

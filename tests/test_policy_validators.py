@@ -136,13 +136,15 @@ def test_every_route_to_a_service_entry_needs_ext_auth() -> None:
     assert len(_run(pack.ext_auth_on_every_route, StackValidationArgs([route, tp3]))) == 1
 
 
-def _path_resources(allow_fail_open: bool, fail_open: bool = True) -> list[PolicyResource]:
+def _path_resources(
+    allow_fail_open: bool, fail_open: bool = True, budget: Any = None, ceiling: Any = None
+) -> list[PolicyResource]:
     """The dev demo destination's objects, its extension failing open, its approval as given."""
     cfg = _dev()
     assert cfg.team is not None
-    dest = cfg.destinations[0].model_copy(update={"fail_open": fail_open})
+    dest = cfg.destinations[0].model_copy(update={"fail_open": fail_open, "budget": budget})
     approval = next(a for a in cfg.approvals if a.host == dest.host)
-    approval = approval.model_copy(update={"allow_fail_open": allow_fail_open})
+    approval = approval.model_copy(update={"allow_fail_open": allow_fail_open, "rate_limit": ceiling})
     objs = builders.destination_objects(cfg.team, dest, ["192.0.2.10"], approval, TODAY)
     prefix = "kubernetes:networking.istio.io/v1:", "kubernetes:gateway.networking.k8s.io/v1:"
     types = {
@@ -164,6 +166,24 @@ def test_gateway_extension_fails_open_only_where_the_approval_allows_it() -> Non
     # An extension that fails open and guards nothing is refused too.
     alone = [r for r in _path_resources(allow_fail_open=True) if r.resource_type.endswith(":GatewayExtension")]
     assert len(_run(pack.fail_closed_ext_auth, StackValidationArgs(alone))) == 1
+
+
+@pytest.mark.parametrize(
+    ("budget", "problem"),
+    [
+        (config.Budget(requests=60, per="1m", burst=10), None),
+        (config.Budget(requests=2, per="1s", burst=10), None),  # 120/1m: the ceiling's rate exactly
+        (config.Budget(requests=3, per="1s"), "its budget exceeds what security approved"),  # 180/1m
+        (config.Budget(requests=60, per="1m", burst=21), "its budget exceeds what security approved"),
+        (None, "set a budget within it"),
+    ],
+)
+def test_budgets_keep_within_the_approvals_ceiling(budget: Any, problem: str | None) -> None:
+    ceiling = config.Budget(requests=120, per="1m", burst=20)
+    found = _run(pack.budgets_within_approvals, StackValidationArgs(_path_resources(False, False, budget, ceiling)))
+    assert found == [] if problem is None else (len(found) == 1 and problem in found[0]), found
+    # Without a ceiling any budget, or none, passes.
+    assert _run(pack.budgets_within_approvals, StackValidationArgs(_path_resources(False, False, budget))) == []
 
 
 @pytest.mark.parametrize("cm", authz.platform_configmaps(), ids=lambda cm: cm["metadata"]["name"])
@@ -236,6 +256,7 @@ def test_pack_is_mandatory_with_every_policy_named() -> None:
         "egress-no-wildcard-hosts",
         "egress-ext-auth-on-every-route",
         "egress-ext-auth-fails-closed",
+        "egress-budgets-within-approvals",
         "egress-authz-policy-fails-closed",
         "egress-bounded-retries-timeouts",
         "egress-pinned-versions",

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -181,9 +182,21 @@ def test_envoy_routes_mirror_the_objects() -> None:
     assert opened[0].extension is not None
     assert envoy_config.ext_authz_filter(opened[0].extension)["typed_config"]["failure_mode_allow"] is True
     plain = envoy_config.resolve(envoy_config.without_ext_auth(objs), gateway.egress_gateway(), names.GATEWAY_LISTENER)
-    assert (
-        plain[0].extension is None and "typed_per_filter_config" not in envoy_config.virtual_host(plain[0])["routes"][0]
-    )
+    plain_route = envoy_config.virtual_host(plain[0])["routes"][0]
+    assert plain[0].extension is None and list(plain_route["typed_per_filter_config"]) == [
+        envoy_config.LOCAL_RATE_LIMIT
+    ]
+    # The budget: the route's token bucket, from the TrafficPolicy (60/1m: one token a second, burst 20).
+    bucket = vhost["routes"][0]["typed_per_filter_config"][envoy_config.LOCAL_RATE_LIMIT]["token_bucket"]
+    assert bucket == {"max_tokens": 20, "tokens_per_fill": 1, "fill_interval": "1s"}
+    # The credential: the header the policy sets, its value read from the Secret it names, overwriting.
+    secret: dict[str, Any] = next(o for o in objs if o["kind"] == "Secret" and "stringData" in o)
+    assert vhost["routes"][0]["request_headers_to_add"] == [
+        {
+            "header": {"key": "Authorization", "value": secret["stringData"]["ollama"]},
+            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+        }
+    ]
 
 
 def test_only_routes_attached_to_the_gateway_listener_are_served() -> None:

@@ -444,3 +444,119 @@ def test_fail_open_where_security_approved_it(cluster: Cluster) -> None:
     assert out.returncode != 0 and "its authorization fails open" in out.stderr, out.stderr
     for obj in reversed(objs):
         kubectl(cluster, "research", "delete", obj["kind"].lower(), obj["metadata"]["name"], "-n", TEAMS["research"])
+
+
+# --- credentials and budgets -------------------------------------------------------------------------
+
+
+def test_a_policy_that_uses_another_teams_credentials(cluster: Cluster) -> None:
+    tp = renamed(research("TrafficPolicy"))
+    ref = {"name": TEAMS["payments"], "namespace": names.CREDENTIALS_NAMESPACE, "key": "ledger"}
+    tp["spec"]["headerModifiers"] = {"request": {"set": [{"name": "Authorization", "secretRef": ref}]}}
+    refused(cluster, "research", tp, names.ROUTE_POLICY, "credentials come only from the team's own Secret")
+
+
+def test_a_policy_that_sends_a_credential_back_to_the_client(cluster: Cluster) -> None:
+    tp = renamed(research("TrafficPolicy"))
+    ref = {"name": TEAMS["research"], "namespace": names.CREDENTIALS_NAMESPACE, "key": "openai"}
+    tp["spec"]["headerModifiers"] = {"response": {"set": [{"name": "x-key", "secretRef": ref}]}}
+    refused(cluster, "research", tp, "never go into responses")
+
+
+def test_credentials_secrets_are_each_teams_own(cluster: Cluster) -> None:
+    ns = names.CREDENTIALS_NAMESPACE
+    patch = '{"stringData": {"openai": "Bearer x"}}'
+    own = kubectl(cluster, "research", "patch", "secret", TEAMS["research"], "-n", ns, "--type=merge", "-p", patch)
+    assert own.returncode == 0, own.stderr
+    for args in (
+        ("patch", "secret", TEAMS["payments"], "-n", ns, "--type=merge", "-p", patch),
+        ("get", "secret", TEAMS["payments"], "-n", ns),
+        ("create", "secret", "generic", "another", "--from-literal=k=v", "-n", ns),
+        ("get", "secrets", "-n", ns),
+    ):
+        out = kubectl(cluster, "research", *args)
+        assert out.returncode != 0 and FORBIDDEN in out.stderr, (args, out.stderr)
+    kubectl(cluster, "research", "patch", "secret", TEAMS["research"], "-n", ns, "--type=json", "-p",
+            '[{"op": "remove", "path": "/data"}]')  # fmt: skip
+
+
+def test_budgets_keep_within_what_security_approved(cluster: Cluster) -> None:
+    """With a ceiling on api.openai.com: a policy without a budget, or above it, is refused; within, admitted."""
+    from components.manifests.admission import registry_configmap
+    from components.settings.config import Budget
+
+    ceiling = Budget(requests=120, per="1m", burst=20)
+    approvals = [
+        a.model_copy(update={"rate_limit": ceiling if a.host == "api.openai.com" else None}) for a in PLATFORM.approvals
+    ]
+    path = f"api/v1/namespaces/{names.REGISTRY_NAMESPACE}/configmaps/{names.REGISTRY_CONFIGMAP}"
+    apply(cluster.api, path, registry_configmap(PLATFORM.teams, approvals))
+    route = research("HTTPRoute")
+    assert create(cluster, "research", route).returncode == 0
+    try:
+        tp = renamed(research("TrafficPolicy"), "budget")
+        refused(cluster, "research", copy.deepcopy(tp), "must keep within the rate and burst security approved")
+        over = copy.deepcopy(tp)
+        over["spec"]["rateLimit"] = {
+            "local": {"tokenBucket": {"maxTokens": 20, "tokensPerFill": 3, "fillInterval": "1s"}}
+        }
+        refused(cluster, "research", over, "must keep within the rate and burst security approved")
+        bursty = copy.deepcopy(tp)
+        bursty["spec"]["rateLimit"] = {
+            "local": {"tokenBucket": {"maxTokens": 21, "tokensPerFill": 2, "fillInterval": "1s"}}
+        }
+        refused(cluster, "research", bursty, "must keep within the rate and burst security approved")
+        within = copy.deepcopy(tp)
+        within["spec"]["rateLimit"] = {
+            "local": {"tokenBucket": {"maxTokens": 20, "tokensPerFill": 1, "fillInterval": "500ms"}}
+        }
+        out = create(cluster, "research", within)
+        assert out.returncode == 0, out.stderr
+        kubectl(cluster, "research", "delete", "trafficpolicy", "budget", "-n", TEAMS["research"])
+    finally:
+        apply(cluster.api, path, registry_configmap(PLATFORM.teams, PLATFORM.approvals))
+        kubectl(cluster, "research", "delete", "httproute", route["metadata"]["name"], "-n", TEAMS["research"])
+
+
+def test_a_credential_never_appears_in_clear(engine: Engine, cluster: Cluster) -> None:
+    """A team stack with a credential, under its identity, without the pack: the Secret in the cluster
+    holds the header value; the state, the outputs and the engine's output never hold the key."""
+    import base64
+
+    key = "sk-test-" + os.urandom(12).hex()
+    doc = _example("team-research")
+    doc["config"]["egress:destinations"][0]["credential"] = {
+        "header": "Authorization",
+        "format": "Bearer {}",
+        "secret": "openai-key",
+    }
+    stack = "team-research-key"
+    engine.write_stack(stack, yaml.safe_dump(doc, sort_keys=False))
+    engine.init(stack)
+    engine.must("config", "set", "--secret", "--path", "egress:credentials.openai-key", key, "--stack", stack)
+    env = {"KUBECONFIG": str(cluster.kubeconfigs["research"])}
+    up = engine.run("up", "--stack", stack, "--yes", "--non-interactive", "--skip-preview", env=env, timeout=300)
+    assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-2000:]
+    try:
+        secret = cluster.api.get("Secret", TEAMS["research"], names.CREDENTIALS_NAMESPACE)
+        assert secret is not None and base64.b64decode(secret["data"]["openai"]).decode() == f"Bearer {key}"
+        state = engine.must("stack", "export", "--stack", stack)
+        outputs = engine.must("stack", "output", "--json", "--show-secrets", "--stack", stack)
+        stack_file = (engine.workdir / f"Pulumi.{stack}.yaml").read_text()
+        for where, text in (
+            ("state", state),
+            ("outputs", outputs),
+            ("engine output", up.stdout + up.stderr),
+            ("stack file", stack_file),
+        ):
+            assert key not in text, f"the key is in clear in the {where}"
+        tp = cluster.api.get("TrafficPolicy", "egress-openai", TEAMS["research"])
+        assert (
+            tp is not None
+            and tp["spec"]["headerModifiers"]["request"]["set"][0]["secretRef"]["name"] == TEAMS["research"]
+        )
+    finally:
+        down = engine.run("destroy", "--stack", stack, "--yes", "--non-interactive", env=env, timeout=300)
+        assert down.returncode == 0, down.stdout[-3000:]
+    left = cluster.api.get("Secret", TEAMS["research"], names.CREDENTIALS_NAMESPACE)
+    assert left is not None and "openai" not in (left.get("data") or {}), "the team's key is removed with its stack"

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..settings import names
-from ..settings.config import Approval, TeamEntry
+from ..settings.config import Approval, TeamEntry, duration_ms
 from .authz import CTX_NAMESPACE
 from .kinds import GATEWAY_API, KGATEWAY_API, Obj
 from .rules import ApprovalRule
@@ -156,6 +156,13 @@ def registry_configmap(
             entry["addresses"] = listed
         if a.allow_fail_open:
             entry["allowFailOpen"] = True
+        if a.rate_limit is not None:
+            ceiling = a.rate_limit
+            entry["rateLimit"] = {
+                "requests": ceiling.requests,
+                "perMs": duration_ms(ceiling.per),
+                "burst": ceiling.max_tokens,
+            }
         entries.append(entry)
     return {
         "apiVersion": "v1",
@@ -280,6 +287,19 @@ def _fail_open_hosts(routes: str) -> str:
     )
 
 
+def _within_ceilings(policy: str, hosts: str) -> str:
+    """The TrafficPolicy `policy` keeps within every ceiling the approvals of `hosts` set: it has a
+    token bucket, no faster (tokensPerFill / fillInterval, compared as integers) and no burstier."""
+    bucket = f"{policy}.spec.?rateLimit.?local.?tokenBucket"
+    return (
+        f"{hosts}.all(h, variables.approvals.filter(a, a.host == h && has(a.rateLimit)).all(a, "
+        f"{bucket}.hasValue() && "
+        f"int({bucket}.value().?tokensPerFill.orValue(1)) * int(a.rateLimit.perMs) <= "
+        f"int(a.rateLimit.requests) * duration({bucket}.value().fillInterval).getMilliseconds() && "
+        f"int({bucket}.value().maxTokens) <= int(a.rateLimit.burst)))"
+    )
+
+
 def _rule(kind: str, expression: str, message: str) -> dict[str, str]:
     """A validation that applies to one kind in a team's namespace (other namespaces are the platform's)."""
     return {
@@ -303,6 +323,10 @@ def route_policy() -> Obj:
     )
     ext_name = 'object.spec.?extAuth.?extensionRef.?name.orValue("")'
     backend = names.AUTHZ_SERVICE, names.AUTHZ_NAMESPACE, names.AUTHZ_GRPC_PORT
+    own_secret = (
+        f"(m.secretRef.?namespace.orValue({_NS}) == {_NS} || "
+        f'(m.secretRef.namespace == "{names.CREDENTIALS_NAMESPACE}" && m.secretRef.name == {_NS}))'
+    )
     team = "' (team ' + variables.team + ')'"
     return {
         "apiVersion": "policies.kyverno.io/v1",
@@ -364,6 +388,12 @@ def route_policy() -> Obj:
                 ),
                 _rule(
                     "HTTPRoute",
+                    f"{route_policies}.all(tp, " + _within_ceilings("tp", "object.spec.?hostnames.orValue([])") + ")",
+                    "'a TrafficPolicy on this route exceeds the rate or burst security approved for ' + "
+                    f"object.spec.?hostnames.orValue([]).join(',') + {team}",
+                ),
+                _rule(
+                    "HTTPRoute",
                     f"!{route_policies}.exists(tp, tp.spec.?extAuth.?extensionRef.?name.orValue('') in "
                     "variables.openExtensions) || "
                     "object.spec.?hostnames.orValue([]).all(h, h in variables.failOpenHosts)",
@@ -388,6 +418,24 @@ def route_policy() -> Obj:
                     "!has(object.spec.targetSelectors) && "
                     'object.spec.?targetRefs.orValue([]).all(t, t.kind == "HTTPRoute")',
                     "'a TrafficPolicy in a team namespace attaches to HTTPRoutes, by targetRefs only'",
+                ),
+                _rule(
+                    "TrafficPolicy",
+                    "object.spec.?headerModifiers.?request.orValue({}).?set.orValue([])"
+                    ".all(m, !has(m.secretRef) || " + own_secret + ") && "
+                    "object.spec.?headerModifiers.?request.orValue({}).?add.orValue([])"
+                    ".all(m, !has(m.secretRef) || " + own_secret + ") && "
+                    "object.spec.?headerModifiers.?response.orValue({}).?set.orValue([]).all(m, !has(m.secretRef)) && "
+                    "object.spec.?headerModifiers.?response.orValue({}).?add.orValue([]).all(m, !has(m.secretRef))",
+                    f"'credentials come only from the team\\'s own Secret ({names.CREDENTIALS_NAMESPACE}/' + {_NS} + "
+                    "') or its own namespace, and never go into responses'",
+                ),
+                _rule(
+                    "TrafficPolicy",
+                    "object.spec.?targetRefs.orValue([]).all(t, variables.routes.filter(r, r.metadata.name == t.name)"
+                    ".all(r, " + _within_ceilings("object", "r.spec.?hostnames.orValue([])") + "))",
+                    "'its budget (rateLimit.local.tokenBucket) must keep within the rate and burst security "
+                    "approved for the routed hosts' + " + team,
                 ),
                 _rule(
                     "TrafficPolicy",

@@ -39,6 +39,9 @@ def approval_metadata(approval: Approval | None, today: dt.date) -> tuple[dict[s
     }
     if approval.allow_fail_open:
         annotations[names.FAIL_OPEN_ANNOTATION] = names.FAIL_OPEN_VALUE
+    if approval.rate_limit is not None:
+        ceiling = approval.rate_limit
+        annotations[names.RATE_LIMIT_ANNOTATION] = f"{ceiling.requests}/{ceiling.per}/{ceiling.max_tokens}"
     return labels, annotations
 
 

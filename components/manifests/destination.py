@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..settings import names
-from ..settings.config import Approval, Destination, Team
+from ..settings.config import MIN_FILL_MS, Approval, Budget, Destination, Team, duration_ms
 from . import approvals as approval_registry
 from .authz import route_context
 from .kinds import GATEWAY_API, KGATEWAY_API, SERVICE_ENTRY_API, Obj
@@ -85,32 +85,56 @@ def http_route(team: Team, dest: Destination) -> Obj:
     }
 
 
+def token_bucket(budget: Budget) -> Obj:
+    """The budget as kgateway's token bucket, refilled one token at a time where the interval allows
+    (smoother than the whole budget at once), else `requests` tokens every `per`."""
+    per_ms = duration_ms(budget.per)
+    step, rest = divmod(per_ms, budget.requests)
+    if rest == 0 and step >= MIN_FILL_MS:
+        return {"maxTokens": budget.max_tokens, "tokensPerFill": 1, "fillInterval": f"{step}ms"}
+    return {"maxTokens": budget.max_tokens, "tokensPerFill": budget.requests, "fillInterval": budget.per}
+
+
+def credential_secret_ref(team: Team, dest: Destination) -> Obj:
+    """Where the gateway reads the destination's credential: the team's Secret (platform-made, named
+    after its namespace) in CREDENTIALS_NAMESPACE, one key per destination."""
+    return {"name": team.namespace, "namespace": names.CREDENTIALS_NAMESPACE, "key": dest.name}
+
+
 def traffic_policy(team: Team, dest: Destination) -> Obj:
-    """Retries and timeouts for the upstream call, and external authorization on the route.
+    """Retries and timeouts for the upstream call, external authorization on the route, and where the
+    destination says so, its budget (a local token bucket) and its credential (a header the gateway
+    sets on the upstream request, overwriting the client's).
 
     Retries apply to the upstream request only, never to the authorization call. A change here
     (headers, message) reaches the authz server with the next request: no policy file changes.
     """
+    spec: Obj = {
+        "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": resource_name(dest)}],
+        "timeouts": {"request": dest.timeout},
+        "retry": {
+            "attempts": dest.retries.attempts,
+            "perTryTimeout": dest.retries.per_try_timeout,
+            "statusCodes": list(dest.retries.status_codes),
+            "retryOn": list(dest.retries.retry_on),
+        },
+        "extAuth": {
+            "extensionRef": {"name": extension_name(dest)},
+            # What the platform's one authz policy decides this route's requests by (data, pushed
+            # live to the gateway): owning namespace, host, required headers, deny message.
+            "contextExtensions": route_context(team, dest),
+        },
+    }
+    if dest.budget is not None:
+        spec["rateLimit"] = {"local": {"tokenBucket": token_bucket(dest.budget)}}
+    if dest.credential is not None:
+        header = {"name": dest.credential.header, "secretRef": credential_secret_ref(team, dest)}
+        spec["headerModifiers"] = {"request": {"set": [header]}}
     return {
         "apiVersion": KGATEWAY_API,
         "kind": "TrafficPolicy",
         "metadata": names.metadata(resource_name(dest), team.namespace, team.name, dest.name),
-        "spec": {
-            "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": resource_name(dest)}],
-            "timeouts": {"request": dest.timeout},
-            "retry": {
-                "attempts": dest.retries.attempts,
-                "perTryTimeout": dest.retries.per_try_timeout,
-                "statusCodes": list(dest.retries.status_codes),
-                "retryOn": list(dest.retries.retry_on),
-            },
-            "extAuth": {
-                "extensionRef": {"name": extension_name(dest)},
-                # What the platform's one authz policy decides this route's requests by (data, pushed
-                # live to the gateway): owning namespace, host, required headers, deny message.
-                "contextExtensions": route_context(team, dest),
-            },
-        },
+        "spec": spec,
     }
 
 
@@ -151,6 +175,20 @@ def backend_tls_policy(team: Team, dest: Destination) -> Obj | None:
             "tls": {"sni": dest.host, "wellKnownCACertificates": "System", "verifySubjectAltNames": [dest.host]},
         },
     }
+
+
+CREDENTIAL_PLACEHOLDER = "(secret: egress:credentials.{})"
+
+
+def credential_secret(team: Team, destinations: Sequence[Destination]) -> Obj | None:
+    """The team's credentials as the team stack writes them into its Secret (a patch of the
+    platform's object): one key per destination with a credential. The values here are placeholders
+    naming the config key; the program sets the real ones, as secrets, and nothing else ever sees them."""
+    keys = {d.name: CREDENTIAL_PLACEHOLDER.format(d.credential.secret) for d in destinations if d.credential}
+    if not keys:
+        return None
+    meta = names.metadata(team.namespace, names.CREDENTIALS_NAMESPACE, team.name)
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "stringData": keys}
 
 
 def destination_objects(

@@ -110,6 +110,56 @@ def routes_to_service_entry(spec: Mapping[str, Any]) -> bool:
     )
 
 
+def _index(objs: Iterable[Mapping[str, Any]]) -> dict[str, dict[tuple[str, str], Mapping[str, Any]]]:
+    """Objects by kind, then by (namespace, name)."""
+    by_kind: dict[str, dict[tuple[str, str], Mapping[str, Any]]] = {}
+    for o in objs:
+        meta = o.get("metadata") or {}
+        by_kind.setdefault(o.get("kind", ""), {})[(meta.get("namespace", ""), meta.get("name", ""))] = o
+    return by_kind
+
+
+def _routed_entries(
+    by_kind: Mapping[str, Mapping[tuple[str, str], Mapping[str, Any]]], ns: str, policy: Mapping[str, Any]
+) -> list[Mapping[str, Any] | None]:
+    """The ServiceEntries behind the routes a TrafficPolicy attaches to (None where one is missing)."""
+    return [
+        by_kind.get("ServiceEntry", {}).get((ns, b.get("name", "")))
+        for route in route_targets(policy.get("spec") or {})
+        for rule in (by_kind.get("HTTPRoute", {}).get((ns, route)) or {}).get("spec", {}).get("rules") or []
+        for b in rule.get("backendRefs") or []
+    ]
+
+
+def budgets_over_ceilings(objs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """TrafficPolicies whose token bucket is missing or exceeds the ceiling an approval sets on a host
+    they route to (the mark approvals.approval_metadata sets from the registry: requests/per/burst)."""
+    by_kind = _index(objs)
+    problems = []
+    for (ns, name), tp in sorted(by_kind.get("TrafficPolicy", {}).items()):
+        bucket = (((tp.get("spec") or {}).get("rateLimit") or {}).get("local") or {}).get("tokenBucket")
+        for entry in _routed_entries(by_kind, ns, tp):
+            mark = (((entry or {}).get("metadata") or {}).get("annotations") or {}).get(names.RATE_LIMIT_ANNOTATION)
+            if not mark:
+                continue
+            requests, per, burst = mark.split("/")
+            host = ",".join((entry or {}).get("spec", {}).get("hosts") or [])
+            if not bucket:
+                problems.append(
+                    f"TrafficPolicy {name}: {host} is approved for at most {requests}/{per} (burst {burst}); "
+                    "set a budget within it"
+                )
+                continue
+            per_fill, fill = int(bucket.get("tokensPerFill", 1)), str(bucket.get("fillInterval", ""))
+            too_fast = not DURATION.match(fill) or per_fill * duration_ms(per) > int(requests) * duration_ms(fill)
+            if too_fast or int(bucket.get("maxTokens", 0)) > int(burst):
+                problems.append(
+                    f"TrafficPolicy {name}: its budget exceeds what security approved for {host}: "
+                    f"at most {requests}/{per} (burst {burst})"
+                )
+    return problems
+
+
 def unapproved_fail_open(objs: Iterable[Mapping[str, Any]]) -> list[str]:
     """Extensions that fail open without an approval allowing it, for every host they guard.
 
@@ -117,25 +167,16 @@ def unapproved_fail_open(objs: Iterable[Mapping[str, Any]]) -> list[str]:
     uses it sends to ServiceEntries whose approval allows it (the mark approvals.approval_metadata
     sets from the registry); an extension no policy uses may not fail open either.
     """
-    by_kind: dict[str, dict[tuple[str, str], Mapping[str, Any]]] = {}
-    for o in objs:
-        meta = o.get("metadata") or {}
-        by_kind.setdefault(o.get("kind", ""), {})[(meta.get("namespace", ""), meta.get("name", ""))] = o
+    by_kind = _index(objs)
     problems = []
     for (ns, name), ext in sorted(by_kind.get("GatewayExtension", {}).items()):
         if not ((ext.get("spec") or {}).get("extAuth") or {}).get("failOpen", False):
             continue
-        guarded = [
-            route
+        entries = [
+            entry
             for (tp_ns, _), tp in by_kind.get("TrafficPolicy", {}).items()
             if tp_ns == ns and ((tp.get("spec") or {}).get("extAuth") or {}).get("extensionRef", {}).get("name") == name
-            for route in route_targets(tp.get("spec") or {})
-        ]
-        entries = [
-            by_kind.get("ServiceEntry", {}).get((ns, b.get("name", "")))
-            for route in guarded
-            for rule in (by_kind.get("HTTPRoute", {}).get((ns, route)) or {}).get("spec", {}).get("rules") or []
-            for b in rule.get("backendRefs") or []
+            for entry in _routed_entries(by_kind, ns, tp)
         ]
         allowed = bool(entries) and all(
             e is not None

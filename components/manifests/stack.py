@@ -11,7 +11,7 @@ from typing import Any
 from ..settings.config import Approval, StackConfig, Team
 from . import admission, authz, gateway, tenancy
 from .approvals import covering
-from .destination import destination_objects
+from .destination import credential_secret, destination_objects
 from .kinds import Obj
 
 # The only kinds whose objects the approval registry changes (labels and annotations of the
@@ -29,10 +29,14 @@ class TeamObjects:
 
     team: Team
     destinations: dict[str, list[Obj]]  # by destination name, in creation order
+    # The credentials the gateway adds (destination.credential_secret; values are placeholders)
+    credentials: Obj | None = None
 
     def all(self) -> Iterator[Obj]:
         for objs in self.destinations.values():
             yield from objs
+        if self.credentials is not None:
+            yield self.credentials
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,8 @@ class StackObjects:
     authz: list[Obj] = field(default_factory=list)  # platform: the authz policies (generic, default deny)
     # platform: the label ClusterPolicy, the registry ValidatingPolicies, and the registry they read
     admission: list[Obj] = field(default_factory=list)
-    # platform: the namespace of team identities, then per team its namespace, guard, grant, identity
+    # platform: the namespaces of team identities and credentials, then per team its namespace, guard,
+    # grant, identity and credentials Secret
     tenants_namespace: list[Obj] = field(default_factory=list)
     tenants: dict[str, list[Obj]] = field(default_factory=dict)
     team: TeamObjects | None = None
@@ -76,7 +81,7 @@ def team_objects(
         )
         for d in destinations
     }
-    return TeamObjects(team, per_destination)
+    return TeamObjects(team, per_destination, credential_secret(team, destinations))
 
 
 def registry_addresses(cfg: StackConfig, addresses: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
@@ -114,7 +119,7 @@ def stack_objects(
             admission.route_policy(),
             admission.registry_configmap(cfg.teams, cfg.approvals, registry_addresses(cfg, addresses or {})),
         ],
-        tenants_namespace=[tenancy.tenants_namespace()],
+        tenants_namespace=[tenancy.tenants_namespace(), tenancy.credentials_namespace()],
         tenants=tenancy.tenants(cfg.teams),
         team=team,
     )

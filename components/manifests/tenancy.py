@@ -28,6 +28,55 @@ def tenants_namespace() -> Obj:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": names.metadata(names.TENANTS_NAMESPACE, None)}
 
 
+def credentials_namespace() -> Obj:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": names.metadata(names.CREDENTIALS_NAMESPACE, None)}
+
+
+def credentials_secret(team: Team) -> Obj:
+    """The team's Secret of upstream credentials, empty until its stack writes its keys. Outside the
+    team's namespace: no workload of the team can mount it; the gateway reads it (ReferenceGrant)."""
+    meta = names.metadata(team.namespace, names.CREDENTIALS_NAMESPACE, team.name)
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque"}
+
+
+def credentials_role(team: Team) -> Obj:
+    """The team's identity may read and write its own credentials Secret, by name, and nothing else there."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": names.metadata(
+            names.object_name(names.TEAM_ROLE, team.name), names.CREDENTIALS_NAMESPACE, team.name
+        ),
+        "rules": [
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [team.namespace], "verbs": ["get", "patch"]}
+        ],
+    }
+
+
+def credentials_binding(team: Team) -> Obj:
+    role = credentials_role(team)
+    return {
+        **role_binding(team),
+        "metadata": dict(role["metadata"]),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]},
+    }
+
+
+def credentials_grant(team: Team) -> Obj:
+    """Lets the team's TrafficPolicies name its credentials Secret (and no other) across namespaces."""
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1beta1",
+        "kind": "ReferenceGrant",
+        "metadata": names.metadata(
+            names.object_name("egress-credentials", team.name), names.CREDENTIALS_NAMESPACE, team.name
+        ),
+        "spec": {
+            "from": [{"group": "gateway.kgateway.dev", "kind": "TrafficPolicy", "namespace": team.namespace}],
+            "to": [{"group": "", "kind": "Secret", "name": team.namespace}],
+        },
+    }
+
+
 def service_account(team: Team) -> Obj:
     meta = names.metadata(names.team_identity(team.name), names.TENANTS_NAMESPACE, team.name)
     return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta, "automountServiceAccountToken": False}
@@ -75,6 +124,10 @@ def tenant_objects(entry: TeamEntry) -> list[Obj]:
         token_secret(team),
         role(team),
         role_binding(team),
+        credentials_secret(team),
+        credentials_role(team),
+        credentials_binding(team),
+        credentials_grant(team),
     ]
 
 

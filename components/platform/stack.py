@@ -15,7 +15,7 @@ from ..manifests.stack import registry_addresses, stack_objects
 from ..settings import names, versions
 from ..settings.config import ConfigError, PlatformConfig, StackConfig
 from ..settings.names import RENDER_DIR_ENV
-from ..team.egress import Needs, TeamEgress, TeamEgressArgs
+from ..team.egress import Needs, TeamEgress, TeamEgressArgs, credential_values
 from .admission import AdmissionPolicy, AdmissionPolicyArgs
 from .authz_server import KyvernoAuthz, KyvernoAuthzArgs
 from .charts import Install
@@ -129,7 +129,7 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
     tenants = Tenants(
         "tenants",
         TenantsArgs(
-            namespace=objects.tenants_namespace[0],
+            namespaces=objects.tenants_namespace,
             teams=objects.tenants,
             mesh_ready=istio.ready,
             gateway_api=gateway_api,
@@ -167,10 +167,10 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
             "GatewayExtension": [kgateway.crds, admission.route_policy, ns],
             "TrafficPolicy": [kgateway.crds, admission.route_policy, ns],
             "BackendConfigPolicy": [kgateway.crds, admission.route_policy, ns],
+            "Secret": [tenants.credentials[objects.team.team.name]],
         }
-        team = TeamEgress(
-            f"team-{objects.team.team.name}", TeamEgressArgs(objects=objects.team, needs=needs), on_cluster
-        )
+        team_args = TeamEgressArgs(objects=objects.team, needs=needs, credential_values=credential_values(cfg))
+        team = TeamEgress(f"team-{objects.team.team.name}", team_args, on_cluster)
 
     context = (
         f"kind-{p.cluster.name}"

@@ -1,6 +1,7 @@
 """The teams' side of the platform: each team's namespace (mesh enrolment, egress guard), the grant
-to the authz Service, and the team's own identity for its stack. The platform holds all of them; a
-team's identity can change none (manifests/tenancy.py)."""
+to the authz Service, the team's own identity for its stack, and the Secret its upstream credentials
+go in. The platform holds all of them; a team's identity can change none but its credentials'
+values (manifests/tenancy.py)."""
 
 from __future__ import annotations
 
@@ -16,35 +17,43 @@ from ..settings import names
 
 @dataclass(frozen=True)
 class TenantsArgs:
-    namespace: Obj  # the namespace of team identities (manifests.tenancy.tenants_namespace)
+    namespaces: Sequence[Obj]  # of identities and of credentials (manifests.tenancy)
     teams: Mapping[str, list[Obj]]  # per team, manifests.tenancy.tenant_objects
     mesh_ready: Sequence[pulumi.Resource]  # before a namespace is enrolled in ambient
     gateway_api: pulumi.Resource  # ReferenceGrant's CRD
-    authz_namespace: pulumi.Resource  # where the ReferenceGrants go
+    authz_namespace: pulumi.Resource  # where the grants to the authz Service go
 
 
 class Tenants(pulumi.ComponentResource):
     def __init__(self, name: str, args: TenantsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("egress:index:Tenants", name, {}, opts)
-        self.identities_namespace = resources.create(
-            f"{name}-namespace", args.namespace, pulumi.ResourceOptions(parent=self)
-        )
-        self.namespaces: dict[str, pulumi.CustomResource] = {}
-        after: dict[str, list[pulumi.Resource]] = {
-            "Namespace": list(args.mesh_ready),
-            "ReferenceGrant": [args.gateway_api, args.authz_namespace],
-            "ServiceAccount": [self.identities_namespace],
-            "Secret": [self.identities_namespace],
+        short = {names.TENANTS_NAMESPACE: "identities", names.CREDENTIALS_NAMESPACE: "credentials"}
+        shared = {
+            o["metadata"]["name"]: resources.create(
+                f"{name}-{short[o['metadata']['name']]}-namespace", o, pulumi.ResourceOptions(parent=self)
+            )
+            for o in args.namespaces
         }
+        self.namespaces: dict[str, pulumi.CustomResource] = {}
+        self.credentials: dict[str, pulumi.CustomResource] = {}  # each team's credentials Secret
         for team, objs in args.teams.items():
-            made: dict[str, pulumi.CustomResource] = {}
+            made: dict[tuple[str, str], pulumi.CustomResource] = {}
             for obj in objs:
-                kind = obj["kind"]
-                deps = after[kind] if kind in after else [made["Namespace"]]
-                if kind == "Secret":
-                    deps = [*deps, made["ServiceAccount"]]
-                made[kind] = resources.create(
-                    f"{name}-{team}-{kind.lower()}", obj, pulumi.ResourceOptions(parent=self, depends_on=deps)
+                kind, ns = obj["kind"], obj["metadata"].get("namespace", "")
+                if kind == "Namespace":
+                    deps = list(args.mesh_ready)
+                elif ns == names.AUTHZ_NAMESPACE:
+                    deps = [args.gateway_api, args.authz_namespace]
+                elif ns in shared:
+                    deps = [shared[ns], *([args.gateway_api] if kind == "ReferenceGrant" else [])]
+                    if kind == "Secret" and ns == names.TENANTS_NAMESPACE:
+                        deps.append(made[("ServiceAccount", ns)])  # the token controller fills it for this account
+                else:
+                    deps = [made[("Namespace", "")]]
+                suffix = "-credentials" if ns == names.CREDENTIALS_NAMESPACE else ""
+                made[(kind, ns if kind != "Namespace" else "")] = resources.create(
+                    f"{name}-{team}-{kind.lower()}{suffix}", obj, pulumi.ResourceOptions(parent=self, depends_on=deps)
                 )
-            self.namespaces[team] = made["Namespace"]
+            self.namespaces[team] = made[("Namespace", "")]
+            self.credentials[team] = made[("Secret", names.CREDENTIALS_NAMESPACE)]
         self.register_outputs({"teams": sorted(args.teams), "identities": names.TENANTS_NAMESPACE})

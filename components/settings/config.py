@@ -12,13 +12,22 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from .versions import Pins
 
 CONFIG_NAMESPACE = "egress"
-KNOWN_KEYS = ("platform", "platformStack", "team", "teams", "destinations", "approvals")
+KNOWN_KEYS = ("platform", "platformStack", "team", "teams", "destinations", "approvals", "credentials")
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # RFC 1123 host name; wildcards are rejected separately with a clearer message.
@@ -153,6 +162,67 @@ class Retries(_Strict):
         return value
 
 
+# kgateway's token bucket refills no faster than every 50 ms (the CRD's rule on fillInterval).
+MIN_FILL_MS = 50
+
+
+class Budget(_Strict):
+    """A token bucket: `requests` per `per`, bursts of up to `burst` (default: `requests`)."""
+
+    requests: int = Field(ge=1, le=1_000_000)
+    per: Duration = "1m"
+    burst: int | None = Field(default=None, ge=1, le=1_000_000)
+
+    @field_validator("per")
+    @classmethod
+    def _fill(cls, value: str) -> str:
+        if duration_ms(value) < MIN_FILL_MS:
+            raise ValueError(f"'{value}' is below the gateway's {MIN_FILL_MS}ms refill interval")
+        return value
+
+    @property
+    def max_tokens(self) -> int:
+        return self.burst if self.burst is not None else self.requests
+
+    def within(self, ceiling: Budget) -> bool:
+        """No faster and no burstier than `ceiling` (rates compared without rounding)."""
+        rate_ok = self.requests * duration_ms(ceiling.per) <= ceiling.requests * duration_ms(self.per)
+        return rate_ok and self.max_tokens <= ceiling.max_tokens
+
+    def describe(self) -> str:
+        return f"{self.requests}/{self.per} (burst {self.max_tokens})"
+
+
+# Printable US-ASCII: what a header value may hold (the format around the secret).
+_HEADER_TEXT = re.compile(r"^[ -~]*$")
+
+
+class Credential(_Strict):
+    """A header the gateway sets on the upstream request from a secret the team holds in its stack
+    config (`egress:credentials.<secret>`), overwriting whatever the client sent."""
+
+    header: str = Field(min_length=1, max_length=256)
+    format: str = "{}"
+    secret: DnsLabel
+
+    @field_validator("header")
+    @classmethod
+    def _header(cls, value: str) -> str:
+        if not HEADER_NAME.match(value.lower()):
+            raise ValueError(f"'{value}' is not a valid header name")
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        if value.count("{}") != 1 or not _HEADER_TEXT.match(value):
+            raise ValueError("must hold '{}' once (where the secret goes) and printable ASCII only, e.g. 'Bearer {}'")
+        return value
+
+    def value(self, secret: str) -> str:
+        return self.format.replace("{}", secret)
+
+
 class Destination(_Strict):
     """One external host a team may call through the egress gateway."""
 
@@ -165,6 +235,8 @@ class Destination(_Strict):
     retries: Retries = Field(default_factory=Retries)
     timeout: Duration = "30s"
     fail_open: bool = False
+    credential: Credential | None = None
+    budget: Budget | None = None
 
     @field_validator("addresses")
     @classmethod
@@ -193,7 +265,7 @@ class Destination(_Strict):
 # configuration does not even look at some of them).
 RESERVED_NAMESPACES = frozenset(
     {"default", "kube-system", "kube-public", "kube-node-lease", "istio-system", "kgateway-system", "kyverno"}
-    | {"kyverno-authz", "egress-system", "egress-tenants"}
+    | {"kyverno-authz", "egress-system", "egress-tenants", "egress-credentials"}
 )
 
 
@@ -296,6 +368,9 @@ class Approval(_Strict):
     addresses: list[str] | None = None
     # Whether security accepts that this host stays reachable while the authz server is down.
     allow_fail_open: bool = False
+    # The most any team may send to this host (requests per interval, burst): a destination of it
+    # must then carry a budget within this one.
+    rate_limit: Budget | None = None
 
     @field_validator("addresses")
     @classmethod
@@ -324,6 +399,17 @@ class StackConfig(_Strict):
     teams: list[TeamEntry] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)
     approvals: list[Approval] = Field(default_factory=list)
+    # Secret values by name (`pulumi config set --secret --path 'egress:credentials.<name>' ...`):
+    # the decrypted value under the engine, the ciphertext in a stack file; never printed.
+    credentials: dict[str, SecretStr] = Field(default_factory=dict)
+
+    @field_validator("credentials", mode="before")
+    @classmethod
+    def _ciphertext(cls, value: Any) -> Any:
+        """A stack file holds `{secure: <ciphertext>}`; the engine passes the decrypted value."""
+        if isinstance(value, Mapping):
+            return {k: v["secure"] if isinstance(v, Mapping) and "secure" in v else v for k, v in value.items()}
+        return value
 
     @property
     def is_platform(self) -> bool:
@@ -421,8 +507,36 @@ def _check_stack(cfg: StackConfig) -> None:
                 f"{ns}:destinations[{d.name}].host: '{d.host}' is already used by destination '{seen_hosts[d.host]}'"
             )
         seen_hosts[d.host] = d.name
+        if d.credential is not None and d.credential.secret not in cfg.credentials:
+            raise ConfigError(
+                f"{ns}:destinations[{d.name}].credential.secret: '{d.credential.secret}' is not in {ns}:credentials "
+                f"(pulumi config set --secret --path '{ns}:credentials.{d.credential.secret}' <value>)"
+            )
+    for name in cfg.credentials:
+        if not DNS_LABEL.match(name):
+            raise ConfigError(f"{ns}:credentials.{name}: names are DNS labels (lowercase letters, digits and '-')")
     if cfg.platform and cfg.platform.ollama.enabled:
         target = cfg.platform.ollama.destination
         match = [d for d in cfg.destinations if d.name == target]
         if match and match[0].addresses:
             raise ConfigError(f"{ns}:destinations[{target}].addresses: omit it; the Ollama container's address is used")
+
+
+def check_credentials_secret(raw: Mapping[str, Any], is_secret: bool) -> None:
+    """`egress:credentials` must be a secret in the stack config (`--secret`); raise ConfigError if not.
+
+    `is_secret` is the engine's word under `pulumi up`; in a stack file every value must be
+    `{secure: ...}`.
+    """
+    values = raw.get("credentials")
+    if not values:
+        return
+    ns = CONFIG_NAMESPACE
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{ns}:credentials: must map names to secret values")
+    plain = [k for k, v in values.items() if not is_secret and not (isinstance(v, Mapping) and "secure" in v)]
+    if plain:
+        raise ConfigError(
+            f"{ns}:credentials.{sorted(plain)[0]}: must be a secret: "
+            f"pulumi config set --secret --path '{ns}:credentials.{sorted(plain)[0]}' <value>"
+        )

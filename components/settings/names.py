@@ -58,6 +58,11 @@ KYVERNO_NAMESPACE = "kyverno"
 # its own namespace reaches its identity), bound in the team's namespace to TEAM_ROLE.
 TENANTS_NAMESPACE = "egress-tenants"
 TEAM_ROLE = "egress-team"
+# Credentials the gateway adds to upstream requests: one Secret per team, named after the team's
+# namespace, in a namespace no workload of any team can mount from.
+CREDENTIALS_NAMESPACE = "egress-credentials"
+# On an approved ServiceEntry whose approval caps the rate: "<requests>/<per>/<burst>" (the pack reads it).
+RATE_LIMIT_ANNOTATION = "security.corp/egress-rate-limit"
 
 # ztunnel's HBONE port: in ambient, pod-to-pod traffic is tunnelled to this port on the peer.
 HBONE_PORT = 15008

@@ -29,8 +29,10 @@ def load_stack_file(path: Path) -> dict[str, Any]:
 
 
 def load_stack(path: Path) -> StackConfig:
-    """A stack file's validated `egress:*` config."""
-    return config.parse(load_stack_file(path))
+    """A stack file's validated `egress:*` config (credentials stay ciphertext)."""
+    raw = load_stack_file(path)
+    config.check_credentials_secret(raw, is_secret=False)
+    return config.parse(raw)
 
 
 def platform_stack_file(cfg: StackConfig, project_dir: Path) -> Path:

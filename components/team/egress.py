@@ -6,11 +6,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from .. import resources
 from ..manifests.approvals import is_marked_approved
 from ..manifests.kinds import Obj
 from ..manifests.stack import REGISTRY_DEPENDENT_KINDS, TeamObjects
+from ..settings.config import StackConfig
 
 # Platform pieces each kind of object needs first, by kind (CRDs, webhooks, the mesh). Team stacks
 # run against a platform that is already up and pass none.
@@ -28,6 +30,15 @@ def _late_metadata(team: pulumi.Output[TeamObjects], destination: str, i: int) -
 
 def _late_approved(team: pulumi.Output[TeamObjects], destination: str) -> pulumi.Output[bool]:
     return team.apply(lambda t: is_marked_approved(t.destinations[destination][0]))
+
+
+def credential_values(cfg: StackConfig) -> dict[str, pulumi.Output[str]]:
+    """Each credential's header value (its format around the secret), by destination, as secrets."""
+    return {
+        d.name: pulumi.Output.secret(d.credential.value(cfg.credentials[d.credential.secret].get_secret_value()))
+        for d in cfg.destinations
+        if d.credential is not None
+    }
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,9 @@ class TeamEgressArgs:
     objects: TeamObjects
     resolved: pulumi.Output[TeamObjects] | None = None  # see EgressPathArgs.resolved
     needs: Needs = field(default_factory=dict)
+    # The credentials' values by destination (secret Outputs), for objects.credentials; None where the
+    # stack writes no values (GitOps render: files would hold them in clear).
+    credential_values: Mapping[str, pulumi.Output[str]] | None = None
 
 
 class TeamEgress(pulumi.ComponentResource):
@@ -93,6 +107,15 @@ class TeamEgress(pulumi.ComponentResource):
         for dest, dest_objs in objs.destinations.items():
             path_args = EgressPathArgs(dest, dest_objs, args.resolved, args.needs)
             self.paths[dest] = EgressPath(f"{name}-{dest}", path_args, pulumi.ResourceOptions(parent=self))
+        if objs.credentials is not None and args.credential_values is not None:
+            # A patch of the platform's Secret: the team owns only its keys' values, as secrets.
+            values: pulumi.Output[dict[str, str]] = pulumi.Output.secret(pulumi.Output.all(**args.credential_values))
+            self.credentials = k8s.core.v1.SecretPatch(
+                f"{name}-credentials",
+                metadata=objs.credentials["metadata"],
+                string_data=values,
+                opts=_opts(self, "Secret", args.needs),
+            )
         self.register_outputs(
             {
                 "namespace": objs.team.namespace,

@@ -12,7 +12,7 @@ from ..manifests import approvals as registry
 from ..manifests.stack import team_objects
 from ..settings.config import ConfigError, StackConfig
 from ..settings.names import RENDER_DIR_ENV, RENDER_STACK_SUFFIX
-from .egress import TeamEgress, TeamEgressArgs
+from .egress import TeamEgress, TeamEgressArgs, credential_values
 
 
 def build(cfg: StackConfig, today: dt.date) -> TeamEgress | None:
@@ -43,9 +43,10 @@ def build(cfg: StackConfig, today: dt.date) -> TeamEgress | None:
     approvals = platform.get_output("approvals").apply(registry.from_output)
     objects = team_objects(team, cfg.destinations, [], today)
     resolved = approvals.apply(lambda regs: team_objects(team, cfg.destinations, regs, today))
+    values = None if render_dir else credential_values(cfg)
     egress = TeamEgress(
         f"team-{team.name}",
-        TeamEgressArgs(objects=objects, resolved=resolved),
+        TeamEgressArgs(objects=objects, resolved=resolved, credential_values=values),
         pulumi.ResourceOptions(provider=provider),
     )
     pulumi.export("namespace", team.namespace)

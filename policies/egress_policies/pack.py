@@ -103,6 +103,14 @@ def fail_closed_ext_auth(args: StackValidationArgs, report: ReportViolation) -> 
         report(problem, None)
 
 
+def budgets_within_approvals(args: StackValidationArgs, report: ReportViolation) -> None:
+    """A destination whose approval sets a ceiling carries a budget within it."""
+    kinds = (SERVICE_ENTRY, HTTP_ROUTE, TRAFFIC_POLICY)
+    objs = [r.props for r in args.resources if any(_is(r.resource_type, k) for k in kinds)]
+    for problem in rules.budgets_over_ceilings(objs):
+        report(problem, None)
+
+
 def fail_closed_authz_policies(args: ResourceValidationArgs, report: ReportViolation) -> None:
     """Authz ValidatingPolicies travel as files in ConfigMaps; each must fail closed."""
     if args.resource_type != CONFIG_MAP:
@@ -166,6 +174,11 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         name="egress-ext-auth-fails-closed",
         description="GatewayExtension extAuth.failOpen is false unless the approval of every host it guards allows it.",
         validate=fail_closed_ext_auth,
+    ),
+    StackValidationPolicy(
+        name="egress-budgets-within-approvals",
+        description="Where an approval caps a host's rate, the destination's budget keeps within it.",
+        validate=budgets_within_approvals,
     ),
     _resource(
         "egress-authz-policy-fails-closed", "Authz policies have failurePolicy Fail.", fail_closed_authz_policies
