@@ -131,8 +131,8 @@ def allowed_headers(dest: Destination) -> dict[str, str]:
 def registry_for(cfg: StackConfig, stack_file: Path) -> list[Any]:
     """The approval registry the stack's objects are marked from (as `make print` does)."""
     if cfg.is_platform:
-        return list(cfg.approvals)
-    return list(load_stack(platform_stack_file(cfg, stack_file.resolve().parent)).approvals)
+        return cfg.approvals_in_force
+    return load_stack(platform_stack_file(cfg, stack_file.resolve().parent)).approvals_in_force
 
 
 class Sandbox:

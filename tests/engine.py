@@ -45,6 +45,14 @@ class Engine:
         state.mkdir()
         return cls(work, state)
 
+    @property
+    def kubeconfig(self) -> Path:
+        """A copy of tests/fixtures/team-kubeconfig.yaml of this engine's own (nothing writes the repo's)."""
+        path = self.state.parent / "team-kubeconfig.yaml"
+        if not path.exists():
+            shutil.copy(ROOT / "tests/fixtures/team-kubeconfig.yaml", path)
+        return path
+
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
@@ -57,7 +65,7 @@ class Engine:
             PULUMI_SKIP_CHECKPOINTS="true",
             # A team stack's identity (the one `make team-kubeconfig` writes), for a cluster that is
             # not there (a closed port); never the user's own KUBECONFIG. Tests with a cluster pass theirs.
-            KUBECONFIG=str(ROOT / "tests/fixtures/team-kubeconfig.yaml"),
+            KUBECONFIG=str(self.kubeconfig),
         )
         return env
 
@@ -88,6 +96,10 @@ class Engine:
     def seed_platform(self, stack: str, outputs: dict[str, Any]) -> None:
         """A platform stack whose state holds only the stack outputs (`pulumi stack import`)."""
         self.init(stack)
+        self.set_outputs(stack, outputs)
+
+    def set_outputs(self, stack: str, outputs: dict[str, Any]) -> None:
+        """Replace a seeded platform stack's outputs (what its next `pulumi up` would publish)."""
         exported = json.loads(self.must("stack", "export", "--stack", stack))
         exported["deployment"]["resources"] = [
             {

@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime.mocks import MockMonitor
 
-KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n"
+KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: [{name: prod-east, context: {}}]\n"
 PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
 CERTIFICATE = "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import subprocess
 import sys
@@ -283,3 +284,102 @@ def test_budget_comparison_is_exact() -> None:
     assert not config.Budget(requests=121, per="1m", burst=40).within(ceiling)
     assert not config.Budget(requests=60, per="1m", burst=41).within(ceiling)
     assert config.Budget(requests=40).max_tokens == 40  # burst defaults to the requests
+
+
+# --- environments ----------------------------------------------------------------------------------
+
+STAGING = {
+    "environment": "staging",
+    "cluster": {"mode": "existing"},
+    "ollama": {"enabled": False},
+    "sources": {"chartRepository": "https://charts.mirror.example"},
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"cluster": {"mode": "kind"}}, "egress:platform.cluster.mode: staging runs on an existing cluster"),
+        ({"ollama": {"enabled": True}}, "egress:platform.ollama.enabled: the demo upstream is for dev only"),
+        ({"sources": {}}, "egress:platform.sources: staging installs charts from your mirror"),
+        ({"waitForReady": False}, "egress:platform.waitForReady: staging waits for its workloads to be ready"),
+    ],
+)
+def test_what_staging_refuses(change: dict[str, Any], expected: str) -> None:
+    config.parse({"platform": STAGING})
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        config.parse({"platform": {**STAGING, **change}})
+
+
+def _approval(**over: Any) -> dict[str, Any]:
+    a = {
+        "host": "api.openai.com",
+        "ports": [443],
+        "teams": ["research"],
+        "ticket": "SEC-1",
+        "approvedBy": "sec@corp.example",
+        "expires": (dt.date.today() + dt.timedelta(days=90)).isoformat(),
+        "environments": ["prod"],
+    }
+    a.update(over)
+    return a
+
+
+def test_production_approvals_are_stricter() -> None:
+    prod = {"platform": {**STAGING, "environment": "prod"}, "teams": [{"name": "research", "namespace": "team-r"}]}
+    config.parse({**prod, "approvals": [_approval()]})
+    with pytest.raises(ConfigError, match=r"approvals\[api.openai.com\].allowFailOpen: production approvals never"):
+        config.parse({**prod, "approvals": [_approval(allowFailOpen=True)]})
+    far = (dt.date.today() + dt.timedelta(days=400)).isoformat()
+    with pytest.raises(ConfigError, match=r"approvals\[api.openai.com\].expires: production approvals run at most"):
+        config.parse({**prod, "approvals": [_approval(expires=far)]})
+    # The same approval, for staging only, is not production's concern.
+    config.parse({**prod, "approvals": [_approval(expires=far, allowFailOpen=True, environments=["staging"])]})
+
+
+def test_a_platform_grants_only_the_approvals_of_its_environment() -> None:
+    teams = [{"name": "research", "namespace": "team-r"}]
+    approvals = [
+        _approval(host="a.example", environments=["dev"]),
+        _approval(host="b.example", environments=["staging"]),
+    ]
+    staging = config.parse({"platform": STAGING, "teams": teams, "approvals": approvals})
+    assert [a.host for a in staging.approvals_in_force] == ["b.example"]
+    dev = config.parse({"platform": {}, "teams": teams, "approvals": approvals})
+    assert [a.host for a in dev.approvals_in_force] == ["a.example"]
+    with pytest.raises(
+        ConfigError, match=re.escape("approvals[api.openai.com].environments[0]: must be 'dev', 'staging' or 'prod'")
+    ):
+        config.parse({"platform": {}, "teams": teams, "approvals": [_approval(environments=["qa"])]})
+
+
+@pytest.mark.parametrize(
+    ("stack", "platform", "expected"),
+    [
+        ("team-research", "organization/egress/dev", None),
+        ("team-research-staging", "organization/egress/staging", None),
+        ("team-research-prod-render", "organization/egress/prod", None),
+        ("team-research-staging", "organization/egress/dev", "team-research-staging is a staging team stack but reads"),
+        (
+            "team-research",
+            "organization/egress/prod",
+            "a prod platform (team stacks of prod are named team-<name>-prod)",
+        ),
+    ],
+)
+def test_team_stacks_are_named_for_their_environment(stack: str, platform: str, expected: str | None) -> None:
+    if expected is None:
+        config.check_team_stack_name(stack, platform)
+    else:
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            config.check_team_stack_name(stack, platform)
+
+
+def test_the_environments_share_one_registry() -> None:
+    """Security keeps one list: the platform stacks' teams and approvals are the same everywhere."""
+    from components.settings.stackfile import load_stack_file
+
+    files = [load_stack_file(ROOT / f"Pulumi.{env}.yaml") for env in ("dev", "staging", "prod")]
+    assert all(f["teams"] == files[0]["teams"] and f["approvals"] == files[0]["approvals"] for f in files)
+    envs = {f["platform"].get("environment", "dev") for f in files}
+    assert envs == {"dev", "staging", "prod"}

@@ -7,11 +7,13 @@ plugins are installed; elsewhere it is skipped with the reason. It takes several
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -47,13 +49,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, st
     doc["config"]["egress:platform"]["cluster"]["name"] = f"egress-{name}"
     engine.write_stack(name, yaml.safe_dump(doc))
     engine.init(name)
+    # kind writes the cluster's context where kubectl (the try commands) reads it: the user's kubeconfig,
+    # as with `make up`, not the team kubeconfig the engine's runs get by default.
+    kube = {"KUBECONFIG": os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")}
     try:
-        up = engine.run("up", "--stack", name, "--yes", "--skip-preview", timeout=3600)
+        up = engine.run("up", "--stack", name, "--yes", "--skip-preview", env=kube, timeout=3600)
         assert up.returncode == 0, up.stdout + up.stderr
         outputs = json.loads(engine.must("stack", "output", "--stack", name, "--json", "--show-secrets"))
         yield engine, name, outputs
     finally:
-        engine.run("destroy", "--stack", name, "--yes", timeout=1800)
+        engine.run("destroy", "--stack", name, "--yes", env=kube, timeout=1800)
         _sh("kind", "delete", "cluster", "--name", f"egress-{name}")
 
 

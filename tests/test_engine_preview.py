@@ -83,6 +83,24 @@ def test_approved_destination_passes_the_policy_pack(engine: Engine) -> None:
     assert "mandatory" not in out.stdout
 
 
+def test_the_staging_team_stack_previews_against_the_staging_platform(engine: Engine) -> None:
+    """`make preview STACK=team-research-staging`: the staging platform grants only what covers staging."""
+    from components.manifests.approvals import to_output
+    from components.settings.stackfile import load_stack
+
+    staging = load_stack(ROOT / "Pulumi.staging.yaml")
+    outputs = {**FIXTURE, "environment": "staging", "approvals": to_output(staging.approvals_in_force)}
+    engine.seed_platform("staging", outputs)
+    _team_stack(engine, "team-research-staging")
+    out = engine.preview("team-research-staging", "--policy-pack", "policies")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "mandatory" not in out.stdout
+    # The same stack named for production, still reading staging: refused before anything is planned.
+    _team_stack(engine, "team-research-prod", (ROOT / "Pulumi.team-research-staging.yaml").read_text())
+    out = engine.preview("team-research-prod")
+    assert out.returncode != 0 and "team-research-prod is a prod team stack but reads" in out.stdout + out.stderr
+
+
 UNAPPROVED = """\
 config:
   egress:platformStack: organization/egress/dev

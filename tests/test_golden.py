@@ -12,7 +12,7 @@ import pytest
 
 from components.manifests.stack import REGISTRY_DEPENDENT_KINDS, stack_objects
 from components.manifests.yamltext import dump
-from components.settings.stackfile import load_stack
+from components.settings.stackfile import load_stack, platform_stack_file
 
 from .conftest import ROOT, STACK_FILES, TODAY
 
@@ -21,16 +21,18 @@ GOLDEN = ROOT / "tests" / "golden"
 
 def rendered(path: Path) -> str:
     cfg = load_stack(path)
-    # Team stacks take the approval registry from the platform stack.
-    registry = list(load_stack(ROOT / "Pulumi.dev.yaml").approvals)
-    return dump(stack_objects(cfg, TODAY, None if cfg.is_platform else registry).all())
+    # Team stacks take the approval registry from their platform stack (what covers its environment).
+    if cfg.is_platform:
+        return dump(stack_objects(cfg, TODAY).all())
+    registry = load_stack(platform_stack_file(cfg, ROOT)).approvals_in_force
+    return dump(stack_objects(cfg, TODAY, registry).all())
 
 
 @pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)
 def test_the_registry_changes_only_the_metadata_of_registry_dependent_kinds(path: Path) -> None:
     """What lets a team stack lay its resources out before the platform's registry arrives."""
     cfg = load_stack(path)
-    registry = list(load_stack(ROOT / "Pulumi.dev.yaml").approvals)
+    registry = [] if cfg.is_platform else load_stack(platform_stack_file(cfg, ROOT)).approvals_in_force
     without = stack_objects(cfg, TODAY, []).all() if not cfg.is_platform else stack_objects(cfg, TODAY).all()
     with_registry = stack_objects(cfg, TODAY, registry).all()
     assert [(o["kind"], o["metadata"]["name"]) for o in without] == [

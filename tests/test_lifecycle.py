@@ -57,6 +57,7 @@ class Platform:
     api: KubeApi
     env: dict[str, str]  # the platform's (admin) access
     team_env: dict[str, dict[str, str]]  # per team stack, its own identity (scripts/team-kubeconfig)
+    mirror: ChartMirror
 
 
 def platform_stack_file(mirror: ChartMirror) -> str:
@@ -97,7 +98,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             path.write_text(got.stdout)
             team_env[stack] = {"KUBECONFIG": str(path)}
         api = KubeApi(cp.server, cp.token, cp.ssl_context())
-        yield Platform(engine, api, env, team_env)
+        yield Platform(engine, api, env, team_env, mirror)
         down = engine.run("destroy", "--stack", "dev", "--yes", "--non-interactive", env=env, timeout=900)
         assert down.returncode == 0, f"platform destroy failed:\n{down.stdout[-6000:]}\n{down.stderr[-3000:]}"
         # The team namespaces are the platform's: they go with it, none stuck in Terminating.
@@ -299,3 +300,23 @@ def test_team_stacks_up_steady_change_remove_destroy(platform: Platform) -> None
         namespace = api.get("Namespace", f"team-{team}")
         assert namespace is not None and namespace["status"]["phase"] == "Active"
         assert api.get("NetworkPolicy", "egress-only-via-gateway", f"team-{team}") is not None
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_the_staging_and_prod_platforms_preview_on_a_real_cluster(platform: Platform, stack: str) -> None:
+    """`make preview STACK=staging|prod` against an existing cluster, charts from the mirror (the
+    loopback one here): the engine plans every release and object, the policy pack passes."""
+    doc = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    # What the local control plane cannot be: the company's cluster context and chart mirror.
+    doc["config"]["egress:platform"]["cluster"]["context"] = ""
+    doc["config"]["egress:platform"]["sources"] = {
+        "chartRepository": platform.mirror.url,
+        "gatewayApiManifest": platform.mirror.gateway_api_manifest,
+    }
+    platform.engine.write_stack(stack, yaml.safe_dump(doc, sort_keys=False))
+    platform.engine.init(stack)
+    out = platform.engine.run(
+        "preview", "--stack", stack, "--policy-pack", "policies", "--non-interactive", env=platform.env, timeout=900
+    )
+    assert out.returncode == 0, f"{stack} preview:\n{out.stdout[-5000:]}\n{out.stderr[-2000:]}"
+    assert "mandatory" not in out.stdout

@@ -27,6 +27,7 @@ def platform_export_names() -> set[str]:
 def test_platform_exports_what_a_person_and_team_stacks_use() -> None:
     assert platform_export_names() == {
         "teams",
+        "environment",
         "gatewayAddress",
         "authzAddress",
         "approvals",

@@ -265,6 +265,20 @@ def test_existing_mode_uses_a_context_and_no_kind(tmp_path_factory: Any = None) 
     return _build(check, raw)
 
 
+def test_a_context_the_kubeconfig_lacks_is_one_clear_error(tmp_path: Any, monkeypatch: Any) -> None:
+    from components.platform.cluster import read_kubeconfig
+    from components.settings.config import ConfigError
+
+    path = tmp_path / "kubeconfig"
+    path.write_text(mockgraph.KUBECONFIG)
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    assert "prod-east" in read_kubeconfig("prod-east")
+    with pytest.raises(
+        ConfigError, match=r"cluster.context: 'egress-staging' is not a context of .* \(it has: prod-east\)"
+    ):
+        read_kubeconfig("egress-staging")
+
+
 def test_platform_outputs_name_what_a_person_uses() -> None:
     cfg = load_stack(ROOT / "Pulumi.dev.yaml")
     cmds = platform.try_commands(cfg, "kind-egress-dev", "egress-ollama")

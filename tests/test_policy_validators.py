@@ -109,6 +109,9 @@ def test_wildcard_hosts() -> None:
     assert _run(pack.no_wildcard_hosts, _args(SE_TYPE, {})) == []
 
 
+ON_A_ROUTE = {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "r"}]}
+
+
 def _policy_resource(type_: str, props: Mapping[str, Any], name: str) -> PolicyResource:
     return PolicyResource(type_, props, f"urn:pulumi:s::p::{type_}::{name}", name, _OPTS, None, None, [], {})
 
@@ -154,6 +157,14 @@ def _path_resources(
         "GatewayExtension": "kubernetes:gateway.kgateway.dev/v1alpha1:GatewayExtension",
     }
     return [_policy_resource(types[o["kind"]], o, o["kind"]) for o in objs if o["kind"] in types]
+
+
+def test_the_gateway_wide_default_policy_has_no_retries_to_bound() -> None:
+    from components.manifests import gateway
+
+    t = "kubernetes:gateway.kgateway.dev/v1alpha1:TrafficPolicy"
+    assert _run(pack.bounded_retries_and_timeouts, _args(t, gateway.default_authz_policy())) == []
+    assert _run(pack.bounded_retries_and_timeouts, _args(t, {"spec": ON_A_ROUTE})) != []
 
 
 def test_gateway_extension_fails_open_only_where_the_approval_allows_it() -> None:
@@ -220,12 +231,12 @@ def test_authz_policy_files_fail_closed(cm: dict[str, Any]) -> None:
 )
 def test_bounded_retries_and_timeouts(spec: dict[str, Any], expected: list[str]) -> None:
     t = "kubernetes:gateway.kgateway.dev/v1alpha1:TrafficPolicy"
-    assert _run(pack.bounded_retries_and_timeouts, _args(t, {"spec": spec})) == expected
+    assert _run(pack.bounded_retries_and_timeouts, _args(t, {"spec": {**spec, **ON_A_ROUTE}})) == expected
 
 
 def test_retry_bound_from_config() -> None:
     t = "kubernetes:gateway.kgateway.dev/v1alpha1:TrafficPolicy"
-    spec = {"timeouts": {"request": "30s"}, "retry": {"attempts": 3, "perTryTimeout": "10s"}}
+    spec = {"timeouts": {"request": "30s"}, "retry": {"attempts": 3, "perTryTimeout": "10s"}, **ON_A_ROUTE}
     assert _run(pack.bounded_retries_and_timeouts, _args(t, {"spec": spec}, {"maxRetryAttempts": 2})) == [
         "retry.attempts must be an integer of at most 2, got 3"
     ]
@@ -238,6 +249,8 @@ def test_retry_bound_from_config() -> None:
         (pack.HELM_RELEASE, {"chart": "istiod"}, False),
         (pack.HELM_RELEASE, {"chart": "istiod", "version": "^1.30"}, False),
         (pack.HELM_CHART, {"chart": "x", "version": "latest"}, False),
+        (pack.HELM_CHART, {}, True),  # a preview's Chart whose inputs are not known yet: nothing to judge
+        (pack.HELM_RELEASE, {}, False),
         (pack.DOCKER_IMAGE, {"name": "ollama/ollama:0.12.6"}, True),
         (pack.DOCKER_IMAGE, {"name": "ollama/ollama"}, False),
         (pack.DOCKER_IMAGE, {"name": "ollama/ollama:latest"}, False),

@@ -560,3 +560,52 @@ def test_a_credential_never_appears_in_clear(engine: Engine, cluster: Cluster) -
         assert down.returncode == 0, down.stdout[-3000:]
     left = cluster.api.get("Secret", TEAMS["research"], names.CREDENTIALS_NAMESPACE)
     assert left is not None and "openai" not in (left.get("data") or {}), "the team's key is removed with its stack"
+
+
+# --- environments: an approval covers the environments it names ---------------------------------------
+
+
+def test_an_approval_for_dev_only_is_refused_in_staging_until_promoted(engine: Engine, cluster: Cluster) -> None:
+    """ledger.partner.example is approved for dev only: the staging team stack is refused at preview (the
+    pack) and, without the pack, at admission; once security's approval covers staging, it goes up."""
+    from components.manifests.admission import registry_configmap
+    from components.manifests.approvals import to_output
+
+    from .test_engine_preview import FIXTURE
+
+    staging = load_stack(ROOT / "Pulumi.staging.yaml")
+    path = f"api/v1/namespaces/{names.REGISTRY_NAMESPACE}/configmaps/{names.REGISTRY_CONFIGMAP}"
+
+    def publish(approvals: list[Any]) -> None:
+        """What the staging platform's `pulumi up` publishes: its outputs and the cluster's registry."""
+        in_force = [a for a in approvals if a.covers("staging")]
+        engine.set_outputs("staging", {**FIXTURE, "environment": "staging", "approvals": to_output(in_force)})
+        apply(cluster.api, path, registry_configmap(staging.teams, in_force))
+
+    engine.seed_platform("staging", FIXTURE)
+    publish(staging.approvals)
+    doc = _example("team-payments")
+    doc["config"]["egress:platformStack"] = "organization/egress/staging"
+    doc["config"]["egress:destinations"] = [d for d in doc["config"]["egress:destinations"] if d["name"] == "ledger"]
+    stack = "team-payments-staging"
+    engine.write_stack(stack, yaml.safe_dump(doc, sort_keys=False))
+    engine.init(stack)
+    env = {"KUBECONFIG": str(cluster.kubeconfigs["payments"])}
+    try:
+        preview = engine.run("preview", "--stack", stack, "--policy-pack", "policies", "--non-interactive", env=env)
+        text = preview.stdout + preview.stderr
+        assert preview.returncode != 0 and "egress-approved-destinations" in text, text[-3000:]
+        assert "ledger.partner.example is not approved" in text, text[-3000:]
+        up = engine.run("up", "--stack", stack, "--yes", "--non-interactive", "--skip-preview", env=env, timeout=300)
+        text = up.stdout + up.stderr
+        assert up.returncode != 0 and "is not approved (or has expired) for team payments" in text, text[-3000:]
+        assert cluster.api.get("ServiceEntry", "egress-ledger", TEAMS["payments"]) is None
+        # Promotion: security adds staging to the approval; the team's stack is unchanged.
+        publish([a.model_copy(update={"environments": ["dev", "staging"]}) for a in staging.approvals])
+        up = engine.run("up", "--stack", stack, "--yes", "--non-interactive", "--skip-preview", env=env, timeout=300)
+        assert up.returncode == 0, (up.stdout + up.stderr)[-4000:]
+        assert cluster.api.get("ServiceEntry", "egress-ledger", TEAMS["payments"]) is not None
+    finally:
+        engine.run("destroy", "--stack", stack, "--yes", "--non-interactive", env=env, timeout=300)
+        apply(cluster.api, path, registry_configmap(PLATFORM.teams, PLATFORM.approvals_in_force))
+    assert cluster.api.get("ServiceEntry", "egress-ledger", TEAMS["payments"]) is None

@@ -21,7 +21,7 @@ def _actionlint() -> str | None:
 )
 def test_workflows_pass_actionlint() -> None:
     files = sorted(str(p) for p in (ROOT / ".github/workflows").glob("*.yml"))
-    assert len(files) == 2
+    assert len(files) == 3
     out = subprocess.run([str(_actionlint()), *files], capture_output=True, text=True, check=False, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -75,6 +75,23 @@ def test_changed_stacks_selection(tmp_path: object) -> None:
     (repo / "components/x.py").write_text("# changed\n")
     _git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "program change")
     assert changed() == ["dev", "team-payments", "team-research"]
+    # Environments: dev, then staging, then prod; in each its platform first.
+    for f in (
+        "Pulumi.staging.yaml",
+        "Pulumi.prod.yaml",
+        "Pulumi.team-research-staging.yaml",
+        "Pulumi.team-a-prod.yaml",
+    ):
+        (repo / f).write_text("config: {}\n")
+    _git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "add", ".")
+    _git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "environments")
+    (repo / "components/x.py").write_text("# again\n")
+    _git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "program change")
+    assert changed() == [
+        "dev", "team-payments", "team-research", "staging", "team-research-staging", "prod", "team-a-prod"
+    ]  # fmt: skip
+    staging = subprocess.run(["bash", script, "HEAD~1", "HEAD", "staging"], cwd=repo, capture_output=True, text=True)
+    assert json.loads(staging.stdout) == ["staging", "team-research-staging"]
 
 
 def test_crd_manifest_matches_the_schemas_the_tests_use() -> None:
@@ -113,7 +130,7 @@ def test_the_pull_request_gate_uses_the_base_branchs_pack_and_selection() -> Non
 
 
 def test_each_stack_job_holds_only_its_own_identity() -> None:
-    for name, job in (("preview.yml", "preview"), ("deploy.yml", "up")):
+    for name, job in (("preview.yml", "preview"), ("up.yml", "up")):
         jobs = _workflow(name)["jobs"]
         assert isinstance(jobs, dict)
         assert jobs[job]["environment"] == "${{ matrix.stack }}", name
@@ -129,4 +146,14 @@ def test_codeowners_guard_the_registry_the_pack_and_the_gate() -> None:
         for line in (ROOT / ".github/CODEOWNERS").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     }
-    assert {"/Pulumi.dev.yaml", "/policies/", "/.github/", "/components/manifests/admission.py"} <= owned
+    platforms = {"/Pulumi.dev.yaml", "/Pulumi.staging.yaml", "/Pulumi.prod.yaml"}  # each holds the registry
+    assert platforms | {"/policies/", "/.github/", "/components/manifests/admission.py"} <= owned
+
+
+def test_deploy_goes_dev_then_staging_then_prod() -> None:
+    jobs = _workflow("deploy.yml")["jobs"]
+    assert isinstance(jobs, dict)
+    assert jobs["staging"]["needs"] == ["stacks", "dev"] and jobs["prod"]["needs"] == ["stacks", "staging"]
+    assert all(jobs[env]["uses"] == "./.github/workflows/up.yml" for env in ("dev", "staging", "prod"))
+    up = _workflow("up.yml")["jobs"]
+    assert isinstance(up, dict) and up["up"]["strategy"]["max-parallel"] == 1

@@ -24,7 +24,7 @@ def render(path: Path, today: dt.date | None = None, platform_file: Path | None 
     registry = None
     if cfg.platform is None:
         platform_file = platform_file or platform_stack_file(cfg, path.resolve().parent)
-        registry = list(load_stack(platform_file).approvals)
+        registry = load_stack(platform_file).approvals_in_force
     return dump(stack_objects(cfg, today or dt.date.today(), registry).all())
 
 

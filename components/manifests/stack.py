@@ -102,7 +102,7 @@ def stack_objects(
     """What the stack creates directly. A platform stack's registry is its own; a team stack's comes
     from its platform (pass it; without it every destination is unapproved)."""
     if cfg.platform is not None:
-        registry = cfg.approvals
+        registry = cfg.approvals_in_force
         if cfg.platform.ollama.enabled and addresses is None:
             addresses = {cfg.platform.ollama.destination: [OLLAMA_ADDRESS_PLACEHOLDER]}
     team = None
@@ -117,7 +117,7 @@ def stack_objects(
             admission.cluster_policy(),
             admission.registry_policy(),
             admission.route_policy(),
-            admission.registry_configmap(cfg.teams, cfg.approvals, registry_addresses(cfg, addresses or {})),
+            admission.registry_configmap(cfg.teams, cfg.approvals_in_force, registry_addresses(cfg, addresses or {})),
         ],
         tenants_namespace=[tenancy.tenants_namespace(), tenancy.credentials_namespace()],
         tenants=tenancy.tenants(cfg.teams),

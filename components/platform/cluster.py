@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
+import yaml
 
 from ..settings.config import ConfigError
 
@@ -60,22 +61,34 @@ class ExistingClusterArgs:
     context: str = ""  # empty: the kubeconfig's current context
 
 
-def read_kubeconfig() -> str:
-    """The kubeconfig the kubernetes provider would use ($KUBECONFIG's first file, else ~/.kube/config)."""
+def read_kubeconfig(context: str = "") -> str:
+    """The kubeconfig the kubernetes provider would use ($KUBECONFIG's first file, else ~/.kube/config),
+    checked to hold `context` where one is named."""
     path = Path((os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)[0]).expanduser()
     try:
-        return path.read_text()
+        text = path.read_text()
     except OSError:
         raise ConfigError(
             f"egress:platform.cluster.mode: 'existing' needs a kubeconfig, and {path} cannot be read"
         ) from None
+    if context:
+        try:
+            contexts = [c.get("name") for c in (yaml.safe_load(text) or {}).get("contexts") or []]
+        except yaml.YAMLError:
+            raise ConfigError(f"egress:platform.cluster: {path} is not a kubeconfig (not YAML)") from None
+        if context not in contexts:
+            known = ", ".join(str(c) for c in contexts) or "none"
+            raise ConfigError(
+                f"egress:platform.cluster.context: '{context}' is not a context of {path} (it has: {known})"
+            )
+    return text
 
 
 class ExistingCluster(pulumi.ComponentResource):
     """The same outputs as KindCluster for a cluster the stack does not own."""
 
     def __init__(self, name: str, args: ExistingClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        kubeconfig = read_kubeconfig()  # before registering anything: a missing file is a config error
+        kubeconfig = read_kubeconfig(args.context)  # before registering anything: a config error
         super().__init__("egress:index:ExistingCluster", name, {}, opts)
         self.cluster_name = args.context or "current-context"
         self.kubeconfig = pulumi.Output.secret(kubeconfig)

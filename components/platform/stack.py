@@ -144,7 +144,9 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
         # from_input resolves the Outputs nested in the mapping.
         found: pulumi.Output[dict[str, list[str]]] = pulumi.Output.from_input(addresses)  # type: ignore[arg-type]
         registry_cm = found.apply(
-            lambda f: admission_manifests.registry_configmap(cfg.teams, cfg.approvals, registry_addresses(cfg, f))
+            lambda f: admission_manifests.registry_configmap(
+                cfg.teams, cfg.approvals_in_force, registry_addresses(cfg, f)
+            )
         )
     admission = AdmissionPolicy(
         "egress-admission",
@@ -182,7 +184,8 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
     pulumi.export("teams", {t.name: team_record(t.name, t.namespace) for t in cfg.teams})
     pulumi.export("gatewayAddress", gateway.address)
     pulumi.export("authzAddress", authz.address)
-    pulumi.export("approvals", registry.to_output(cfg.approvals))
+    pulumi.export("approvals", registry.to_output(cfg.approvals_in_force))
+    pulumi.export("environment", p.environment)
     pulumi.export("tryCommands", try_commands(cfg, context, ollama.container_name if ollama else None))
     if ollama is not None:
         pulumi.export("ollamaAddress", ollama.address)

@@ -338,7 +338,16 @@ class Sources(_Strict):
         return self
 
 
+Environment = Literal["dev", "staging", "prod"]
+ENVIRONMENTS: tuple[Environment, ...] = ("dev", "staging", "prod")
+# The longest a production approval may run before security reviews it again.
+PROD_APPROVAL_DAYS = 366
+
+
 class PlatformConfig(_Strict):
+    # Which environment this platform is: staging and prod refuse what only a sandbox should do
+    # (see _check_environment), and take only the approvals that cover them.
+    environment: Environment = "dev"
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     ollama: OllamaConfig = Field(default_factory=OllamaConfig)
     versions: Pins = Field(default_factory=Pins)
@@ -371,6 +380,11 @@ class Approval(_Strict):
     # The most any team may send to this host (requests per interval, burst): a destination of it
     # must then carry a budget within this one.
     rate_limit: Budget | None = None
+    # The environments this approval covers; a platform takes only the approvals of its own.
+    environments: list[Environment] = Field(default_factory=lambda: list(ENVIRONMENTS[:1]), min_length=1)
+
+    def covers(self, environment: str) -> bool:
+        return environment in self.environments
 
     @field_validator("addresses")
     @classmethod
@@ -414,6 +428,12 @@ class StackConfig(_Strict):
     @property
     def is_platform(self) -> bool:
         return self.platform is not None
+
+    @property
+    def approvals_in_force(self) -> list[Approval]:
+        """The platform's approvals that cover its environment: all this platform ever grants."""
+        env = self.platform.environment if self.platform is not None else "dev"
+        return [a for a in self.approvals if a.covers(env)]
 
 
 def _location(loc: tuple[int | str, ...], raw: Any) -> str:
@@ -460,8 +480,44 @@ def parse(raw: Mapping[str, Any]) -> StackConfig:
     return cfg
 
 
+def _check_environment(cfg: StackConfig) -> None:
+    """What staging and production refuse: a kind cluster, the demo upstream, charts from the public
+    repositories, skipped readiness waits; production also any fail-open approval and approvals that
+    run longer than PROD_APPROVAL_DAYS without review."""
+    p, ns = cfg.platform, CONFIG_NAMESPACE
+    if p is None or p.environment == "dev":
+        return
+    where = f"{ns}:platform"
+    env = p.environment
+    if p.cluster.mode == "kind":
+        raise ConfigError(f"{where}.cluster.mode: {env} runs on an existing cluster ('existing'), not kind")
+    if p.ollama.enabled:
+        raise ConfigError(f"{where}.ollama.enabled: the demo upstream is for dev only; set it to false in {env}")
+    if not (p.sources.chart_repository or p.sources.chart_directory):
+        raise ConfigError(f"{where}.sources: {env} installs charts from your mirror (chartRepository, chartDirectory)")
+    if not p.wait_for_ready:
+        raise ConfigError(f"{where}.waitForReady: {env} waits for its workloads to be ready; set it to true")
+    if env != "prod":
+        return
+    horizon = dt.date.today() + dt.timedelta(days=PROD_APPROVAL_DAYS)
+    for a in cfg.approvals:
+        if not a.covers("prod"):
+            continue
+        if a.allow_fail_open:
+            raise ConfigError(f"{ns}:approvals[{a.host}].allowFailOpen: production approvals never fail open")
+        if a.expires > horizon:
+            raise ConfigError(
+                f"{ns}:approvals[{a.host}].expires: production approvals run at most {PROD_APPROVAL_DAYS} days "
+                f"(until {horizon.isoformat()}), got {a.expires.isoformat()}"
+            )
+    for d in cfg.destinations:
+        if d.fail_open:
+            raise ConfigError(f"{ns}:destinations[{d.name}].failOpen: production destinations never fail open")
+
+
 def _check_stack(cfg: StackConfig) -> None:
     ns = CONFIG_NAMESPACE
+    _check_environment(cfg)
     if cfg.platform is not None and cfg.platform_stack:
         raise ConfigError(
             f"{ns}:platformStack: a stack is either the platform ({ns}:platform) or a team stack, not both"
@@ -539,4 +595,22 @@ def check_credentials_secret(raw: Mapping[str, Any], is_secret: bool) -> None:
         raise ConfigError(
             f"{ns}:credentials.{sorted(plain)[0]}: must be a secret: "
             f"pulumi config set --secret --path '{ns}:credentials.{sorted(plain)[0]}' <value>"
+        )
+
+
+def stack_environment(stack: str) -> Environment:
+    """The environment a stack's name says: `staging`/`prod` or a `-staging`/`-prod` suffix, else dev."""
+    stack = stack.removesuffix("-render")
+    return next((e for e in ENVIRONMENTS[1:] if stack == e or stack.endswith(f"-{e}")), "dev")
+
+
+def check_team_stack_name(stack: str, platform_stack: str) -> None:
+    """Team stacks are named `team-<name>` in dev and `team-<name>-<env>` in staging and prod, and read
+    the platform stack of that environment (`.../dev`, `.../staging`, `.../prod`); raise ConfigError otherwise."""
+    named, reads = stack_environment(stack), stack_environment(platform_stack.rsplit("/", 1)[-1])
+    if named != reads:
+        raise ConfigError(
+            f"{CONFIG_NAMESPACE}:platformStack: {stack.removesuffix('-render')} is a {named} team stack but reads "
+            f"{platform_stack}, a {reads} platform (team stacks of {reads} are named team-<name>"
+            f"{'' if reads == 'dev' else '-' + reads})"
         )

@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 
 from ..manifests import approvals as registry
 from ..manifests.stack import team_objects
-from ..settings.config import ConfigError, StackConfig
+from ..settings.config import ConfigError, StackConfig, check_team_stack_name
 from ..settings.names import RENDER_DIR_ENV, RENDER_STACK_SUFFIX
 from .egress import TeamEgress, TeamEgressArgs, credential_values
 
@@ -25,6 +25,7 @@ def build(cfg: StackConfig, today: dt.date) -> TeamEgress | None:
         raise ConfigError(
             f"{pulumi.get_stack()}: render stacks run only through `make render` ({RENDER_DIR_ENV} unset)"
         )
+    check_team_stack_name(pulumi.get_stack(), cfg.platform_stack)
     if cfg.team is None:
         return None
     team = cfg.team

@@ -128,7 +128,9 @@ def fail_closed_authz_policies(args: ResourceValidationArgs, report: ReportViola
 
 
 def bounded_retries_and_timeouts(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if not _is(args.resource_type, TRAFFIC_POLICY):
+    """A destination's route policy (one that attaches to HTTPRoutes); the gateway-wide default
+    authorization policy sends nothing upstream, so it has no retries or timeouts to bound."""
+    if not _is(args.resource_type, TRAFFIC_POLICY) or not rules.route_targets(args.props.get("spec") or {}):
         return
     limit = int(_config(args).get("maxRetryAttempts", MAX_RETRY_ATTEMPTS))
     for problem in rules.check_retries_and_timeouts(args.props.get("spec") or {}, limit):
@@ -138,6 +140,11 @@ def bounded_retries_and_timeouts(args: ResourceValidationArgs, report: ReportVio
 def pinned_versions(args: ResourceValidationArgs, report: ReportViolation) -> None:
     props = args.props
     chart = args.resource_type in (HELM_RELEASE, HELM_CHART)
+    # During a preview the engine hands the pack no inputs of a helm.sh/v4 Chart whose values are not
+    # known yet (the authz chart's webhook certificate): nothing to judge then. Its version comes from
+    # the same pins, which config validation requires to be exact.
+    if args.resource_type == HELM_CHART and props.get("chart") is None:
+        return
     if chart and not versions.is_pinned_version(props.get("version")):
         report(f"Helm chart {props.get('chart')} must pin an exact version, got {props.get('version')!r}", None)
     if args.resource_type == DOCKER_IMAGE and not versions.is_pinned_image(props.get("name")):
