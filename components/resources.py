@@ -31,7 +31,8 @@ def create(
         automount = obj.get("automountServiceAccountToken")
         return k8s.core.v1.ServiceAccount(name, metadata=meta, automount_service_account_token=automount, opts=opts)
     if key == ("v1", "Secret"):
-        # Only a token Secret is created here: the token controller writes its data.
+        # Only Secrets without values are created here: token Secrets (the token controller fills them)
+        # and the teams' credentials Secrets (each team's stack patches its own values in).
         assert "data" not in obj and "stringData" not in obj, "secret values never go through this function"
         return k8s.core.v1.Secret(name, metadata=meta, type=obj.get("type"), opts=opts)
     if key == ("rbac.authorization.k8s.io/v1", "Role"):
