@@ -54,7 +54,7 @@ from .upstream import StandIn
 
 UNROUTED_HOST = "unlisted.example"  # no route names it
 OTHER_NAMESPACE = "egress-sandbox-other"  # another team's namespace, never the stack's
-LISTENERS = ("gateway", "gateway_fail_open", "gateway_no_authz")
+LISTENERS = ("gateway", "gateway_fail_open", "gateway_no_authz", "gateway_no_route_policy")
 LOAD_ERRORS = ("failed to load", "error compiling", "skipping document")
 
 
@@ -163,7 +163,7 @@ class Sandbox:
         # Stand-ins for the credentials' secret values (the stack file holds only ciphertext): a fresh
         # random value per run, so a test can tell the gateway's value from anything else.
         self.secret_values = {d.name: secrets.token_urlsafe(24) for d in cfg.destinations if d.credential}
-        self.objects = self.with_secrets(stack_objects(cfg, self.today, self.registry).all())
+        self.objects = self.with_secrets(self.stack_objects(cfg))
         self.sent: list[tuple[str, str, int]] = []  # (caller identity, host, status) of each request
         self.usage_registry = usage.Registry({}, {})  # who is who, for the usage report
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -179,6 +179,14 @@ class Sandbox:
         self.route_version = 0
         self.contexts: dict[str, ssl.SSLContext] = {}
         self.policy_dirs: dict[str, Path] = {}
+
+    def stack_objects(self, cfg: StackConfig) -> list[Obj]:
+        """The stack's objects; a team stack's with the platform's gateway-wide default
+        authorization, which its routes meet in the cluster too."""
+        objs = stack_objects(cfg, self.today, self.registry).all()
+        if not cfg.is_platform:
+            objs += [gateway.default_authz_extension(), gateway.default_authz_policy()]
+        return objs
 
     def with_secrets(self, objs: Sequence[Obj]) -> list[Obj]:
         """The objects with the credentials Secret holding the values the team stack would write."""
@@ -267,6 +275,8 @@ class Sandbox:
             "gateway_fail_open": envoy_config.with_fail_open(self.objects),
             # The same objects without external authorization: the benchmark's gateway-only path.
             "gateway_no_authz": envoy_config.without_ext_auth(self.objects),
+            # The same objects with the routes' own TrafficPolicies deleted: the gateway-wide default.
+            "gateway_no_route_policy": envoy_config.without_route_policies(self.objects),
         }
         return [
             envoy_config.Gateway(name, self.ports[name], self.gateway_obj, names.GATEWAY_LISTENER, objs)
@@ -371,7 +381,7 @@ class Sandbox:
         """Apply a changed config to the running gateway the way kgateway does for a changed
         TrafficPolicy: new route configuration, pushed live (RDS); nothing else restarts.
         Only route changes apply live here (the listeners' filters and clusters are static)."""
-        objects = self.with_secrets(stack_objects(cfg, self.today, self.registry).all())
+        objects = self.with_secrets(self.stack_objects(cfg))
         old = {k for g in self.gateways() for k in (envoy_config.filter_name(e) for e in g.extensions())}
         before, self.cfg, self.objects = self.rds_updates(), cfg, objects
         new = {k for g in self.gateways() for k in (envoy_config.filter_name(e) for e in g.extensions())}
@@ -544,6 +554,21 @@ class Scenarios:
             layout_ok and not errors,
         )
 
+    def route_without_policy(self) -> None:
+        """A route whose own TrafficPolicy is gone meets the gateway-wide default: authorization
+        without a destination's context, the default deny; the upstream is never asked."""
+        box = self.box
+        d = box.cfg.destinations[0]
+        s = box.stand_ins[d.name]
+        before = s.requests
+        r = box.request(d.host, allowed_headers(d), listener="gateway_no_route_policy")
+        self.add(
+            f"{d.name}: its route's policy deleted, gateway default",
+            f"403 {authz.DEFAULT_DENY_MESSAGE!r}, upstream +0",
+            f"{r}, upstream +{s.requests - before}",
+            r.status == 403 and r.text == authz.DEFAULT_DENY_MESSAGE and s.requests == before,
+        )
+
     def unrouted(self) -> None:
         """Canary: a host no route names never reaches authorization (the gateway answers 404)."""
         box = self.box
@@ -704,6 +729,7 @@ class Scenarios:
 
 
 AUTHZ_SCENARIOS = (
+    "a route whose policy was deleted meets the gateway default",
     "owner allowed (each destination)",
     "denied without the headers (each destination)",
     "another team's identity, right headers (each destination)",
@@ -751,6 +777,7 @@ def run(stack_file: Path, authz_binary: str | None, keep_log: Path | None = None
             scenarios.unrouted()
             if authz_binary:
                 scenarios.authz()
+                scenarios.route_without_policy()
             else:
                 for name in AUTHZ_SCENARIOS:
                     scenarios.add(name, "-", "no kyverno-authz server (KYVERNO_AUTHZ_BIN unset; see README)", NOT_RUN)
