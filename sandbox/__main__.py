@@ -54,7 +54,7 @@ from .upstream import StandIn
 
 UNROUTED_HOST = "unlisted.example"  # no route names it
 OTHER_NAMESPACE = "egress-sandbox-other"  # another team's namespace, never the stack's
-LISTENERS = ("gateway", "gateway_fail_open", "gateway_no_authz", "gateway_no_route_policy")
+LISTENERS = ("gateway", "gateway_fail_open", "gateway_no_authz")
 LOAD_ERRORS = ("failed to load", "error compiling", "skipping document")
 
 
@@ -181,12 +181,7 @@ class Sandbox:
         self.policy_dirs: dict[str, Path] = {}
 
     def stack_objects(self, cfg: StackConfig) -> list[Obj]:
-        """The stack's objects; a team stack's with the platform's gateway-wide default
-        authorization, which its routes meet in the cluster too."""
-        objs = stack_objects(cfg, self.today, self.registry).all()
-        if not cfg.is_platform:
-            objs += [gateway.default_authz_extension(), gateway.default_authz_policy()]
-        return objs
+        return stack_objects(cfg, self.today, self.registry).all()
 
     def with_secrets(self, objs: Sequence[Obj]) -> list[Obj]:
         """The objects with the credentials Secret holding the values the team stack would write."""
@@ -275,8 +270,6 @@ class Sandbox:
             "gateway_fail_open": envoy_config.with_fail_open(self.objects),
             # The same objects without external authorization: the benchmark's gateway-only path.
             "gateway_no_authz": envoy_config.without_ext_auth(self.objects),
-            # The same objects with the routes' own TrafficPolicies deleted: the gateway-wide default.
-            "gateway_no_route_policy": envoy_config.without_route_policies(self.objects),
         }
         return [
             envoy_config.Gateway(name, self.ports[name], self.gateway_obj, names.GATEWAY_LISTENER, objs)
@@ -554,21 +547,6 @@ class Scenarios:
             layout_ok and not errors,
         )
 
-    def route_without_policy(self) -> None:
-        """A route whose own TrafficPolicy is gone meets the gateway-wide default: authorization
-        without a destination's context, the default deny; the upstream is never asked."""
-        box = self.box
-        d = box.cfg.destinations[0]
-        s = box.stand_ins[d.name]
-        before = s.requests
-        r = box.request(d.host, allowed_headers(d), listener="gateway_no_route_policy")
-        self.add(
-            f"{d.name}: its route's policy deleted, gateway default",
-            f"403 {authz.DEFAULT_DENY_MESSAGE!r}, upstream +0",
-            f"{r}, upstream +{s.requests - before}",
-            r.status == 403 and r.text == authz.DEFAULT_DENY_MESSAGE and s.requests == before,
-        )
-
     def unrouted(self) -> None:
         """Canary: a host no route names never reaches authorization (the gateway answers 404)."""
         box = self.box
@@ -729,7 +707,6 @@ class Scenarios:
 
 
 AUTHZ_SCENARIOS = (
-    "a route whose policy was deleted meets the gateway default",
     "owner allowed (each destination)",
     "denied without the headers (each destination)",
     "another team's identity, right headers (each destination)",
@@ -777,7 +754,6 @@ def run(stack_file: Path, authz_binary: str | None, keep_log: Path | None = None
             scenarios.unrouted()
             if authz_binary:
                 scenarios.authz()
-                scenarios.route_without_policy()
             else:
                 for name in AUTHZ_SCENARIOS:
                     scenarios.add(name, "-", "no kyverno-authz server (KYVERNO_AUTHZ_BIN unset; see README)", NOT_RUN)

@@ -23,9 +23,8 @@ listener, the ServiceEntry endpoints (a local stand-in) and the authz Service.
 |                                                       | `extAuth.statusOnError`                                |
 | ext_authz gRPC service -> cluster of the authz Service | GatewayExtension `extAuth.grpcService.backendRef`     |
 | per-route `check_settings.context_extensions`         | TrafficPolicy `extAuth.contextExtensions`              |
-| ext_authz on routes without a policy of their own     | TrafficPolicy on the Gateway (the default: no context) |
 | route `request_headers_to_add`, overwriting           | TrafficPolicy `headerModifiers.request.set` (Secret)   |
-| local_ratelimit per-route token bucket, before ext_authz | TrafficPolicy `rateLimit.local.tokenBucket`         |
+| local_ratelimit per-route token bucket, after ext_authz | TrafficPolicy `rateLimit.local.tokenBucket`          |
 | access log, JSON, same fields                         | ListenerPolicy `accessLog[].fileSink.jsonFormat`       |
 
 Routes are served over RDS from a file (`route_config_file`): rewriting that file is how the sandbox
@@ -113,18 +112,6 @@ def resolve(objs: Iterable[Obj], gateway: Obj, listener: str) -> list[Route]:
     objects hold)."""
     objs = list(objs)
     entries, policies, extensions = (_of(objs, k) for k in ("ServiceEntry", "TrafficPolicy", "GatewayExtension"))
-    # A policy on the Gateway itself applies to every route without one of its own (the platform's
-    # default authorization: no destination's context, so the authz server's default deny answers).
-    gw_ns, gw_name = _key(gateway)
-    default = next(
-        (
-            p
-            for (pns, _), p in policies.items()
-            if pns == gw_ns
-            and any(t["kind"] == "Gateway" and t["name"] == gw_name for t in p["spec"].get("targetRefs", []))
-        ),
-        None,
-    )
     out = []
     for key, route in _of(objs, "HTTPRoute").items():
         if not attached(route, gateway, listener):
@@ -143,8 +130,6 @@ def resolve(objs: Iterable[Obj], gateway: Obj, listener: str) -> list[Route]:
             ),
             None,
         )
-        if policy is None:
-            policy = default
         extension = None
         if policy is not None and "extAuth" in policy["spec"]:
             ref = policy["spec"]["extAuth"]["extensionRef"]
@@ -354,14 +339,15 @@ def listener(
                             "resource_api_version": "V3",
                         },
                     },
+                    # kgateway's order (its filter stages): external authorization (AuthN stage), then the
+                    # local rate limit (RateLimit stage): a request over its route's budget is answered
+                    # 429 after authorization, before the upstream; a denied one spends no token.
                     "http_filters": [
-                        # A request over its route's budget is answered 429 here, before authorization
-                        # and the upstream are spent (the per-route token bucket; none: no limit).
+                        *(ext_authz_filter(e) for e in extensions),
                         {
                             "name": LOCAL_RATE_LIMIT,
                             "typed_config": {"@type": LOCAL_RATE_LIMIT_TYPE, "stat_prefix": "egress_rate_limit"},
                         },
-                        *(ext_authz_filter(e) for e in extensions),
                         {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}},
                     ],
                 },
@@ -411,15 +397,6 @@ def with_fail_open(objs: Iterable[Obj]) -> list[Obj]:
         if o["kind"] == "GatewayExtension":
             o["spec"]["extAuth"]["failOpen"] = True
     return out
-
-
-def without_route_policies(objs: Iterable[Obj]) -> list[Obj]:
-    """The same objects with every route's own TrafficPolicy gone (as if its team deleted them)."""
-    return [
-        o
-        for o in objs
-        if not (o["kind"] == "TrafficPolicy" and any(t["kind"] == "HTTPRoute" for t in o["spec"].get("targetRefs", [])))
-    ]
 
 
 def without_ext_auth(objs: Iterable[Obj]) -> list[Obj]:

@@ -144,6 +144,7 @@ def _write(tmp: Path, policy: dict[str, Any], allowed: list[Any], refused: list[
                 "kind": "ClusterResource",
                 "metadata": {"name": "cluster"},
                 # The CLI maps kinds to resources from these CRDs.
+                # (The resources under test are in the CLI's cluster too: a route finds its TrafficPolicy.)
                 "spec": {"resources": [*namespaces, registry], "crds": sorted(crds)},
             }
         ],

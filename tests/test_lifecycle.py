@@ -164,9 +164,8 @@ def test_platform_up_creates_every_part_in_the_api_server(platform: Platform) ->
     assert api.get("ValidatingPolicy", names.ROUTE_POLICY) is not None
     registry = api.get("ConfigMap", names.REGISTRY_CONFIGMAP, names.REGISTRY_NAMESPACE)
     assert registry is not None and '"team-payments": "payments"' in registry["data"]["namespaces.json"]
-    # Routes without a policy of their own meet the gateway-wide default: authorization, default deny.
-    default = api.get("TrafficPolicy", names.DEFAULT_AUTHZ_POLICY, names.GATEWAY_NAMESPACE)
-    assert default is not None and default["spec"]["extAuth"]["extensionRef"]["name"] == names.AUTHZ_EXTENSION
+    # A route's authorization (its TrafficPolicy) cannot be deleted while the route exists.
+    assert api.get("ValidatingPolicy", names.RETENTION_POLICY) is not None
     # Each team's namespace, guard, grant and identity are the platform's.
     for team, ns in (("payments", "team-payments"), ("research", "team-research")):
         namespace = api.get("Namespace", ns)

@@ -65,10 +65,8 @@ EXPECTED_DEPS: dict[str, set[str]] = {
     "ollama-image": set(),
     "ollama-models": set(),
     "ollama-container": {"ollama-image", "ollama-models"},
-    "egress-gateway-referencegrant": {"kyverno-authz-namespace", "gateway-api-standard", "kgateway-controller"},
-    "egress-gateway-default-extension": {"egress-gateway-namespace", "kgateway-crds"},
-    "egress-gateway-default-authz": {"egress-gateway-namespace", "kgateway-crds"},
     "egress-admission-route-policy": {"kyverno-release", "egress-admission-registry"},
+    "egress-admission-retention-policy": {"kyverno-release", "egress-admission-registry"},
     "tenants-identities-namespace": set(),
     "tenants-credentials-namespace": set(),
     # The demo team writes its credentials into the Secret the platform made for it.
@@ -82,7 +80,13 @@ EXPECTED_DEPS: dict[str, set[str]] = {
         "egress-admission-validatingpolicy",
         "ollama-container",  # its STATIC endpoint is the container's address
     },
-    "team-ml-ollama-httproute": {"tenants-ml-namespace", "gateway-api-standard", "egress-admission-route-policy"},
+    # A route waits for its TrafficPolicy: admission admits it only once its authorization exists.
+    "team-ml-ollama-httproute": {
+        "tenants-ml-namespace",
+        "gateway-api-standard",
+        "egress-admission-route-policy",
+        "team-ml-ollama-trafficpolicy",
+    },
     "team-ml-ollama-gatewayextension": {"tenants-ml-namespace", "kgateway-crds", "egress-admission-route-policy"},
     "team-ml-ollama-trafficpolicy": {"tenants-ml-namespace", "kgateway-crds", "egress-admission-route-policy"},
 }
@@ -136,15 +140,15 @@ def longest_chain(g: mockgraph.Graph) -> list[str]:
 
 
 @pulumi.runtime.test
-def test_longest_chain_is_the_mesh_then_an_enrolled_namespace() -> pulumi.Output[None]:
+def test_longest_chain_is_seven_waits_ending_with_a_routes_policy_then_the_route() -> pulumi.Output[None]:
     def check(g: mockgraph.Graph) -> None:
         path = longest_chain(g)
-        # kind -> provider -> Istio CRDs -> ztunnel/cni/istiod ready -> enrolled namespace -> object in it.
-        assert len(path) == 6, path
-        assert path[:3] == ["cluster-kind", "cluster-provider", "istio-base"], path
-        assert path[3] in {"istio-istiod", "istio-cni", "istio-ztunnel"}
-        enrolled = {"egress-gateway-namespace"} | {f"tenants-{t}-namespace" for t in ("ml", "research", "payments")}
-        assert path[4] in enrolled, path
+        # e.g. kind -> provider -> Istio CRDs -> ztunnel/cni/istiod ready -> enrolled namespace -> a route's
+        # TrafficPolicy -> the route (admission wants its authorization first); Kyverno's branch
+        # (release -> registry -> admission policy) is as long.
+        assert len(path) == 7, path
+        assert path[:2] == ["cluster-kind", "cluster-provider"], path
+        assert path[5:] == ["team-ml-ollama-trafficpolicy", "team-ml-ollama-httproute"], path
 
     return _build(check)
 

@@ -159,11 +159,10 @@ def _path_resources(
     return [_policy_resource(types[o["kind"]], o, o["kind"]) for o in objs if o["kind"] in types]
 
 
-def test_the_gateway_wide_default_policy_has_no_retries_to_bound() -> None:
-    from components.manifests import gateway
-
+def test_a_policy_on_the_gateway_itself_has_no_retries_to_bound() -> None:
     t = "kubernetes:gateway.kgateway.dev/v1alpha1:TrafficPolicy"
-    assert _run(pack.bounded_retries_and_timeouts, _args(t, gateway.default_authz_policy())) == []
+    on_gateway = {"spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "g"}]}}
+    assert _run(pack.bounded_retries_and_timeouts, _args(t, on_gateway)) == []
     assert _run(pack.bounded_retries_and_timeouts, _args(t, {"spec": ON_A_ROUTE})) != []
 
 

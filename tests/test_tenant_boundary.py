@@ -84,7 +84,7 @@ def cluster(crds_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                     if ns and api.get("Namespace", ns) is None:
                         api.request("POST", "api/v1/namespaces", {"metadata": {"name": ns}})
                 apply(api, api.item_path(obj), obj)
-            for policy in (names.REGISTRY_POLICY, names.ROUTE_POLICY):
+            for policy in (names.REGISTRY_POLICY, names.ROUTE_POLICY, names.RETENTION_POLICY):
                 wait_ready(api, policy, kind="ValidatingPolicy")
             # Another workload's Service, for a route that tries to send elsewhere.
             api.request("POST", "api/v1/namespaces", {"metadata": {"name": "billing"}})
@@ -147,6 +147,29 @@ def research(kind: str) -> dict[str, Any]:
 def renamed(obj: dict[str, Any], name: str = "attack") -> dict[str, Any]:
     obj["metadata"]["name"] = name
     return obj
+
+
+def set_registry(cluster: Cluster, teams: Any, approvals: list[Any], timeout: float = 60) -> None:
+    """Apply a registry and wait until admission decides from it (Kyverno may answer from the one
+    before for a moment): it carries a probe approval of its own, polled with a server-side dry run."""
+    import time
+
+    from components.manifests.admission import registry_configmap
+    from components.settings.config import Approval
+
+    host = f"probe-{os.urandom(4).hex()}.registry.invalid"
+    probe = Approval(
+        host=host, ports=[443], teams=["research"], ticket="probe", approved_by="probe@corp.example",
+        expires=TODAY + dt.timedelta(days=1),
+    )  # fmt: skip
+    path = f"api/v1/namespaces/{names.REGISTRY_NAMESPACE}/configmaps/{names.REGISTRY_CONFIGMAP}"
+    apply(cluster.api, path, registry_configmap(teams, [*approvals, probe]))
+    entry = renamed(research("ServiceEntry"), "registry-probe")
+    entry["spec"]["hosts"] = [host]
+    deadline = time.monotonic() + timeout
+    while kubectl(cluster, "research", "create", "--dry-run=server", "-f", "-", obj=entry).returncode != 0:
+        assert time.monotonic() < deadline, "admission did not see the new registry"
+        time.sleep(0.5)
 
 
 # --- legitimate flows ---------------------------------------------------------------------------
@@ -282,6 +305,25 @@ def test_a_route_for_another_teams_host(cluster: Cluster) -> None:
     refused(
         cluster, "payments", route, names.ROUTE_POLICY, "names only hosts approved for its team; got api.openai.com"
     )
+
+
+def test_a_route_without_its_authorization(cluster: Cluster) -> None:
+    """A route on the gateway with no TrafficPolicy (so no external authorization) is refused, and a
+    route's policy cannot be deleted while the route exists; in the right order both go through."""
+    route = renamed(research("HTTPRoute"), "bare")
+    refused(cluster, "research", route, "needs its TrafficPolicy with external authorization first")
+    tp = research("TrafficPolicy")
+    tp["metadata"]["name"] = "bare"
+    tp["spec"]["targetRefs"][0]["name"] = "bare"
+    assert create(cluster, "research", tp).returncode == 0
+    assert create(cluster, "research", route).returncode == 0
+    ns = TEAMS["research"]
+    out = kubectl(cluster, "research", "delete", "trafficpolicy", "bare", "-n", ns)
+    assert out.returncode != 0 and names.RETENTION_POLICY in out.stderr and "delete the route first" in out.stderr
+    assert cluster.api.get("TrafficPolicy", "bare", ns) is not None
+    for kind in ("httproute", "trafficpolicy"):
+        out = kubectl(cluster, "research", "delete", kind, "bare", "-n", ns)
+        assert out.returncode == 0, out.stderr
 
 
 def test_a_route_without_hostnames_catches_every_host(cluster: Cluster) -> None:
@@ -422,12 +464,9 @@ def test_a_team_stack_that_claims_another_teams_namespace(engine: Engine, cluste
 
 def test_fail_open_where_security_approved_it(cluster: Cluster) -> None:
     """Negative control for the fail-open rules: with an approval that allows it, the same objects pass."""
-    from components.manifests.admission import registry_configmap
-
     host = "api.openai.com"
     approvals = [a.model_copy(update={"allow_fail_open": a.host == host}) for a in PLATFORM.approvals]
-    path = f"api/v1/namespaces/{names.REGISTRY_NAMESPACE}/configmaps/{names.REGISTRY_CONFIGMAP}"
-    apply(cluster.api, path, registry_configmap(PLATFORM.teams, approvals))
+    set_registry(cluster, PLATFORM.teams, approvals)
     objs = [o for o in team_objects("team-research") if o["kind"] in ("HTTPRoute", "GatewayExtension", "TrafficPolicy")]
     try:
         for obj in objs:
@@ -436,7 +475,7 @@ def test_fail_open_where_security_approved_it(cluster: Cluster) -> None:
             out = create(cluster, "research", obj)
             assert out.returncode == 0, (obj["kind"], out.stderr)
     finally:
-        apply(cluster.api, path, registry_configmap(PLATFORM.teams, PLATFORM.approvals))
+        set_registry(cluster, PLATFORM.teams, PLATFORM.approvals)
     # The approval withdrawn, the route can no longer be changed while its authorization fails open.
     route = next(o for o in objs if o["kind"] == "HTTPRoute")
     route["metadata"].setdefault("labels", {})["touched"] = "yes"
@@ -482,18 +521,23 @@ def test_credentials_secrets_are_each_teams_own(cluster: Cluster) -> None:
 
 def test_budgets_keep_within_what_security_approved(cluster: Cluster) -> None:
     """With a ceiling on api.openai.com: a policy without a budget, or above it, is refused; within, admitted."""
-    from components.manifests.admission import registry_configmap
     from components.settings.config import Budget
 
     ceiling = Budget(requests=120, per="1m", burst=20)
     approvals = [
         a.model_copy(update={"rate_limit": ceiling if a.host == "api.openai.com" else None}) for a in PLATFORM.approvals
     ]
-    path = f"api/v1/namespaces/{names.REGISTRY_NAMESPACE}/configmaps/{names.REGISTRY_CONFIGMAP}"
-    apply(cluster.api, path, registry_configmap(PLATFORM.teams, approvals))
-    route = research("HTTPRoute")
-    assert create(cluster, "research", route).returncode == 0
+    set_registry(cluster, PLATFORM.teams, approvals)
+    ns, route = TEAMS["research"], research("HTTPRoute")
+    within = renamed(research("TrafficPolicy"), "within")
+    within["spec"]["rateLimit"] = {
+        "local": {"tokenBucket": {"maxTokens": 20, "tokensPerFill": 1, "fillInterval": "500ms"}}
+    }
     try:
+        # Within the ceiling, the route's policy first, then the route (which checks its policies too).
+        assert create(cluster, "research", within).returncode == 0
+        out = create(cluster, "research", route)
+        assert out.returncode == 0, out.stderr
         tp = renamed(research("TrafficPolicy"), "budget")
         refused(cluster, "research", copy.deepcopy(tp), "must keep within the rate and burst security approved")
         over = copy.deepcopy(tp)
@@ -506,16 +550,10 @@ def test_budgets_keep_within_what_security_approved(cluster: Cluster) -> None:
             "local": {"tokenBucket": {"maxTokens": 21, "tokensPerFill": 2, "fillInterval": "1s"}}
         }
         refused(cluster, "research", bursty, "must keep within the rate and burst security approved")
-        within = copy.deepcopy(tp)
-        within["spec"]["rateLimit"] = {
-            "local": {"tokenBucket": {"maxTokens": 20, "tokensPerFill": 1, "fillInterval": "500ms"}}
-        }
-        out = create(cluster, "research", within)
-        assert out.returncode == 0, out.stderr
-        kubectl(cluster, "research", "delete", "trafficpolicy", "budget", "-n", TEAMS["research"])
     finally:
-        apply(cluster.api, path, registry_configmap(PLATFORM.teams, PLATFORM.approvals))
-        kubectl(cluster, "research", "delete", "httproute", route["metadata"]["name"], "-n", TEAMS["research"])
+        kubectl(cluster, "research", "delete", "httproute", route["metadata"]["name"], "-n", ns)
+        kubectl(cluster, "research", "delete", "trafficpolicy", "within", "-n", ns)
+        set_registry(cluster, PLATFORM.teams, PLATFORM.approvals)
 
 
 def test_a_credential_never_appears_in_clear(engine: Engine, cluster: Cluster) -> None:
@@ -568,19 +606,17 @@ def test_a_credential_never_appears_in_clear(engine: Engine, cluster: Cluster) -
 def test_an_approval_for_dev_only_is_refused_in_staging_until_promoted(engine: Engine, cluster: Cluster) -> None:
     """ledger.partner.example is approved for dev only: the staging team stack is refused at preview (the
     pack) and, without the pack, at admission; once security's approval covers staging, it goes up."""
-    from components.manifests.admission import registry_configmap
     from components.manifests.approvals import to_output
 
     from .test_engine_preview import FIXTURE
 
     staging = load_stack(ROOT / "Pulumi.staging.yaml")
-    path = f"api/v1/namespaces/{names.REGISTRY_NAMESPACE}/configmaps/{names.REGISTRY_CONFIGMAP}"
 
     def publish(approvals: list[Any]) -> None:
         """What the staging platform's `pulumi up` publishes: its outputs and the cluster's registry."""
         in_force = [a for a in approvals if a.covers("staging")]
         engine.set_outputs("staging", {**FIXTURE, "environment": "staging", "approvals": to_output(in_force)})
-        apply(cluster.api, path, registry_configmap(staging.teams, in_force))
+        set_registry(cluster, staging.teams, in_force)
 
     engine.seed_platform("staging", FIXTURE)
     publish(staging.approvals)
@@ -607,5 +643,5 @@ def test_an_approval_for_dev_only_is_refused_in_staging_until_promoted(engine: E
         assert cluster.api.get("ServiceEntry", "egress-ledger", TEAMS["payments"]) is not None
     finally:
         engine.run("destroy", "--stack", stack, "--yes", "--non-interactive", env=env, timeout=300)
-        apply(cluster.api, path, registry_configmap(PLATFORM.teams, PLATFORM.approvals_in_force))
+        set_registry(cluster, PLATFORM.teams, PLATFORM.approvals_in_force)
     assert cluster.api.get("ServiceEntry", "egress-ledger", TEAMS["payments"]) is None

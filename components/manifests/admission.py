@@ -401,6 +401,12 @@ def route_policy() -> Obj:
                     f"object.spec.?hostnames.orValue([]).join(',') + ' does not allow' + {team}",
                 ),
                 _rule(
+                    "HTTPRoute",
+                    f"!{gw_parent} || {route_policies}.exists(tp, has(tp.spec.extAuth) && "
+                    "has(tp.spec.extAuth.extensionRef))",
+                    "'a route on the egress gateway needs its TrafficPolicy with external authorization first'",
+                ),
+                _rule(
                     "TrafficPolicy",
                     "has(object.spec.extAuth) && has(object.spec.extAuth.extensionRef) && "
                     f"!has(object.spec.extAuth.disable) && object.spec.extAuth.extensionRef.?namespace.orValue({_NS})"
@@ -470,6 +476,55 @@ def route_policy() -> Obj:
                     "'TLS to an external host verifies its certificate and names (no insecureSkipVerify; "
                     "verifySubjectAltNames set)'",
                 ),
+            ],
+        },
+    }
+
+
+def policy_retention() -> Obj:
+    """A route's TrafficPolicy (its authorization) cannot be deleted while the route exists: a route on
+    the shared gateway without one would be forwarded unauthorized. Delete the route first (team stacks
+    do: their routes depend on their policies)."""
+    covered = (
+        'oldObject.spec.?targetRefs.orValue([]).filter(t, t.kind == "HTTPRoute" && '
+        "variables.routes.exists(r, r.metadata.name == t.name))"
+    )
+    return {
+        "apiVersion": "policies.kyverno.io/v1",
+        "kind": "ValidatingPolicy",
+        "metadata": {"name": names.RETENTION_POLICY, "labels": names.labels()},
+        "spec": {
+            "validationActions": ["Deny"],
+            "evaluation": {"background": {"enabled": False}},
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["gateway.kgateway.dev"],
+                        "apiVersions": ["*"],
+                        "operations": ["DELETE"],
+                        "resources": ["trafficpolicies"],
+                    }
+                ]
+            },
+            "variables": [
+                *_REGISTRY_VARIABLES,
+                {"name": "routes", "expression": _list(GATEWAY_API, "httproutes")},
+                {"name": "policies", "expression": _list(KGATEWAY_API, "trafficpolicies")},
+            ],
+            "validations": [
+                {
+                    "expression": (
+                        f'variables.team == "" || {covered}.all(t, variables.policies.exists(p, '
+                        "p.metadata.name != oldObject.metadata.name && has(p.spec.extAuth) && "
+                        "has(p.spec.extAuth.extensionRef) && p.spec.?targetRefs.orValue([]).exists(u, "
+                        'u.kind == "HTTPRoute" && u.name == t.name)))'
+                    ),
+                    "messageExpression": (
+                        "'egress routes: TrafficPolicy ' + oldObject.metadata.name + ' authorizes route(s) ' + "
+                        + covered
+                        + ".map(t, t.name).join(',') + '; delete the route first'"
+                    ),
+                }
             ],
         },
     }

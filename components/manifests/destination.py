@@ -199,11 +199,13 @@ def destination_objects(
     today: Any = None,
 ) -> list[Obj]:
     """Every object of one destination in the team namespace, in creation order."""
+    # The route last but for TLS: admission admits a route on the gateway only once a TrafficPolicy
+    # with external authorization covers it (and refuses deleting that policy while the route exists).
     objs = [
         service_entry(team, dest, addresses, approval, today),
-        http_route(team, dest),
         gateway_extension(team, dest),
         traffic_policy(team, dest),
+        http_route(team, dest),
     ]
     tls = backend_tls_policy(team, dest)
     if tls is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..settings import names
-from .authz import reference_grant_from
 from .kinds import GATEWAY_API, KGATEWAY_API, Obj
 
 # Fields of the gateway's JSON access log (Envoy command operators).
@@ -80,50 +79,6 @@ def access_log_policy() -> Obj:
     }
 
 
-def default_authz_extension() -> Obj:
-    """The platform's own ExtAuth extension (fail closed), for the gateway-wide default below."""
-    return {
-        "apiVersion": KGATEWAY_API,
-        "kind": "GatewayExtension",
-        "metadata": names.metadata(names.AUTHZ_EXTENSION, names.GATEWAY_NAMESPACE),
-        "spec": {
-            "extAuth": {
-                "failOpen": False,
-                "grpcService": {
-                    "backendRef": {
-                        "name": names.AUTHZ_SERVICE,
-                        "namespace": names.AUTHZ_NAMESPACE,
-                        "port": names.AUTHZ_GRPC_PORT,
-                    }
-                },
-            },
-        },
-    }
-
-
-def default_authz_policy() -> Obj:
-    """External authorization on the whole Gateway, without a destination's context: the authz
-    server's default deny answers. A route's own TrafficPolicy (which admission requires to carry its
-    context) overrides it; a route left without one, say because its team deleted the policy, is
-    denied rather than open."""
-    return {
-        "apiVersion": KGATEWAY_API,
-        "kind": "TrafficPolicy",
-        "metadata": names.metadata(names.DEFAULT_AUTHZ_POLICY, names.GATEWAY_NAMESPACE),
-        "spec": {
-            "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": names.GATEWAY_NAME}],
-            "extAuth": {"extensionRef": {"name": names.AUTHZ_EXTENSION}},
-        },
-    }
-
-
 def gateway_objects() -> list[Obj]:
     """Objects of the shared egress gateway, in creation order."""
-    return [
-        gateway_namespace(),
-        egress_gateway(),
-        access_log_policy(),
-        reference_grant_from(names.GATEWAY_NAMESPACE, names.object_name("egress-authz", names.GATEWAY_NAME)),
-        default_authz_extension(),
-        default_authz_policy(),
-    ]
+    return [gateway_namespace(), egress_gateway(), access_log_policy()]

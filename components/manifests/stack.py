@@ -117,6 +117,7 @@ def stack_objects(
             admission.cluster_policy(),
             admission.registry_policy(),
             admission.route_policy(),
+            admission.policy_retention(),
             admission.registry_configmap(cfg.teams, cfg.approvals_in_force, registry_addresses(cfg, addresses or {})),
         ],
         tenants_namespace=[tenancy.tenants_namespace(), tenancy.credentials_namespace()],

@@ -17,6 +17,7 @@ class AdmissionPolicyArgs:
     cluster_policy: Obj  # manifests.admission.cluster_policy(): the approval marks (information, checked too)
     registry_policy: Obj  # manifests.admission.registry_policy(): decides from the registry
     route_policy: Obj  # manifests.admission.route_policy(): what team namespaces attach to the gateway
+    retention_policy: Obj  # manifests.admission.policy_retention(): a route's policy outlives the route
     registry: pulumi.Input[Obj]  # manifests.admission.registry_configmap(...), an Output where addresses are
     kyverno: pulumi.Resource  # the release whose webhook must be ready first (its namespace holds the registry)
 
@@ -43,6 +44,11 @@ class AdmissionPolicy(pulumi.ComponentResource):
         self.route_policy = resources.create(
             f"{name}-route-policy",
             args.route_policy,
+            pulumi.ResourceOptions(parent=self, depends_on=[args.kyverno, self.registry]),
+        )
+        self.retention_policy = resources.create(
+            f"{name}-retention-policy",
+            args.retention_policy,
             pulumi.ResourceOptions(parent=self, depends_on=[args.kyverno, self.registry]),
         )
         self.register_outputs(

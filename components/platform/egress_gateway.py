@@ -1,5 +1,4 @@
-"""The shared exit: its namespace (ambient), the Gateway, the ListenerPolicy JSON access log, and the
-gateway-wide default external authorization (deny unless a route says whose destination it is)."""
+"""The shared exit: its namespace (ambient), the Gateway, and the ListenerPolicy JSON access log."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ from ..settings import names
 class EgressGatewayArgs:
     objects: list[Obj]  # manifests.gateway.gateway_objects
     gateway_crds: tuple[pulumi.Resource, ...]  # Gateway API CRDs and the kgateway controller
-    authz_namespace: pulumi.Resource  # where the ReferenceGrant to the authz Service goes
     kgateway_crds: pulumi.Resource
     mesh_ready: tuple[pulumi.Resource, ...]  # ztunnel/cni before the namespace is enrolled
 
@@ -24,7 +22,7 @@ class EgressGatewayArgs:
 class EgressGateway(pulumi.ComponentResource):
     def __init__(self, name: str, args: EgressGatewayArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("egress:index:EgressGateway", name, {}, opts)
-        ns_obj, gw_obj, log_obj, grant_obj, ext_obj, policy_obj = args.objects
+        ns_obj, gw_obj, log_obj = args.objects
         self.namespace = resources.create(
             f"{name}-namespace", ns_obj, pulumi.ResourceOptions(parent=self, depends_on=list(args.mesh_ready))
         )
@@ -38,14 +36,5 @@ class EgressGateway(pulumi.ComponentResource):
             log_obj,
             pulumi.ResourceOptions(parent=self, depends_on=[self.namespace, args.kgateway_crds]),
         )
-        self.reference_grant = resources.create(
-            f"{name}-referencegrant",
-            grant_obj,
-            pulumi.ResourceOptions(parent=self, depends_on=[args.authz_namespace, *args.gateway_crds]),
-        )
-        after_kgateway = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace, args.kgateway_crds])
-        self.default_extension = resources.create(f"{name}-default-extension", ext_obj, after_kgateway)
-        # Policies name their targets: neither waits for the Gateway or the extension to exist.
-        self.default_authz = resources.create(f"{name}-default-authz", policy_obj, after_kgateway)
         self.address = names.gateway_address()
         self.register_outputs({"address": self.address, "gateway": self.gateway.urn})

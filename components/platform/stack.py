@@ -122,7 +122,6 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
             gateway_crds=(gateway_api, kgateway.controller),
             kgateway_crds=kgateway.crds,
             mesh_ready=tuple(istio.ready),
-            authz_namespace=authz.namespace,
         ),
         on_cluster,
     )
@@ -137,7 +136,7 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
         ),
         on_cluster,
     )
-    cluster_policy, registry_policy, route_policy, registry_now = objects.admission
+    cluster_policy, registry_policy, route_policy, retention_policy, registry_now = objects.admission
     registry_cm: pulumi.Input[dict[str, Any]] = registry_now
     if addresses:
         # The Ollama container's address is approved where it is known: at deploy time.
@@ -154,6 +153,7 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
             cluster_policy=cluster_policy,
             registry_policy=registry_policy,
             route_policy=route_policy,
+            retention_policy=retention_policy,
             registry=registry_cm,
             kyverno=kyverno.release,
         ),

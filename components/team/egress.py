@@ -64,8 +64,10 @@ class EgressPath(pulumi.ComponentResource):
             metadata = None
             if late is not None and kind in REGISTRY_DEPENDENT_KINDS:
                 metadata = _late_metadata(late, args.destination, i)
+            # A route waits for its TrafficPolicy (and so is deleted before it): admission requires it.
+            after = [self.resources["TrafficPolicy"]] if kind == "HTTPRoute" else []
             self.resources[kind] = resources.create(
-                resources.child_name(name, o), o, _opts(self, kind, args.needs), metadata
+                resources.child_name(name, o), o, _opts(self, kind, args.needs, *after), metadata
             )
         self.host: str = args.objects[0]["spec"]["hosts"][0]
         self.approved: pulumi.Output[bool] = (
