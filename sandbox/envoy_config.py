@@ -133,7 +133,7 @@ def resolve(objs: Iterable[Obj], gateway: Obj, listener: str) -> list[Route]:
         extension = None
         if policy is not None and "extAuth" in policy["spec"]:
             ref = policy["spec"]["extAuth"]["extensionRef"]
-            extension = extensions[(ref.get("namespace", _key(policy)[0]), ref["name"])]
+            extension = extensions[(ref.get("namespace", ns), ref["name"])]
         headers = set_headers(policy, _of(objs, "Secret")) if policy is not None else ()
         out.append(Route(route, entry, int(backend["port"]), policy, extension, headers))
     return out

@@ -263,17 +263,12 @@ def chart_values(webhook_crt: Any, webhook_key: Any) -> Obj:
 
 def reference_grant(team: Team) -> Obj:
     """Lets the team's GatewayExtensions reference the authz Service across namespaces."""
-    return reference_grant_from(team.namespace, names.object_name("egress-authz", team.name), team.name)
-
-
-def reference_grant_from(namespace: str, name: str, team: str | None = None) -> Obj:
-    """Lets GatewayExtensions of `namespace` reference the authz Service (platform-held)."""
     return {
         "apiVersion": REFERENCE_GRANT_API,
         "kind": "ReferenceGrant",
-        "metadata": names.metadata(name, names.AUTHZ_NAMESPACE, team),
+        "metadata": names.metadata(names.object_name("egress-authz", team.name), names.AUTHZ_NAMESPACE, team.name),
         "spec": {
-            "from": [{"group": "gateway.kgateway.dev", "kind": "GatewayExtension", "namespace": namespace}],
+            "from": [{"group": "gateway.kgateway.dev", "kind": "GatewayExtension", "namespace": team.namespace}],
             "to": [{"group": "", "kind": "Service", "name": names.AUTHZ_SERVICE}],
         },
     }

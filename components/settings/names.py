@@ -44,7 +44,6 @@ AUTHZ_NAMESPACE = "kyverno-authz"
 AUTHZ_SERVICE = "kyverno-authz-server"  # the 0.4.0 chart names the Service after the chart
 AUTHZ_GRPC_PORT = 9081
 AUTHZ_POLICY_DIR = "/etc/egress-authz/policies"
-AUTHZ_EXTENSION = "egress-authz"
 # File names decide evaluation order in the authz server; the default deny must sort last.
 DEFAULT_DENY_FILE = "zz-default-deny.yaml"
 DEFAULT_DENY_POLICY = "egress-default-deny"
