@@ -32,6 +32,8 @@ from typing import Any, Protocol
 
 import yaml
 
+from .kubeapi import KubeApi
+
 log = logging.getLogger(__name__)
 
 # Binary -> environment variable naming it (printed by scripts/build/controlplane.sh).
@@ -327,6 +329,11 @@ class ControlPlane:
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))
+
+    @property
+    def api(self) -> KubeApi:
+        """Admin access to the API server."""
+        return KubeApi(self.server, self.token, self.ssl_context())
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def __enter__(self) -> ControlPlane:

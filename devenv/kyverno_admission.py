@@ -368,8 +368,7 @@ class KyvernoAdmission:
     @property
     def api(self) -> KubeApi:
         """Admin access to the control plane's API server."""
-        cp = self.control_plane
-        return KubeApi(cp.server, cp.token, cp.ssl_context())
+        return self.control_plane.api
 
     @property
     def url(self) -> str:

@@ -48,7 +48,7 @@ def _team_entries(stack: str) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def api(crds_dir: Path) -> Iterator[KubeApi]:
     with ControlPlane() as plane:
-        api = KubeApi(plane.server, plane.token, plane.ssl_context())
+        api = plane.api
         docs = yaml.safe_load_all((crds_dir / "istio/1.30.3/crd-all.gen.yaml").read_text())
         install_crds(api, [d for d in docs if d and d.get("kind") == "CustomResourceDefinition"])
         with KyvernoAdmission(plane):

@@ -97,7 +97,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             path = engine.workdir.parent / f"{team}.kubeconfig"
             path.write_text(got.stdout)
             team_env[stack] = {"KUBECONFIG": str(path)}
-        api = KubeApi(cp.server, cp.token, cp.ssl_context())
+        api = cp.api
         yield Platform(engine, api, env, team_env, mirror)
         down = engine.run("destroy", "--stack", "dev", "--yes", "--non-interactive", env=env, timeout=900)
         assert down.returncode == 0, f"platform destroy failed:\n{down.stdout[-6000:]}\n{down.stderr[-3000:]}"

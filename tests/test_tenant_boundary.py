@@ -75,7 +75,7 @@ def _platform_objects() -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def cluster(crds_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with ControlPlane() as plane:
-        api = KubeApi(plane.server, plane.token, plane.ssl_context())
+        api = plane.api
         install_crds(api, _crds(crds_dir))
         with KyvernoAdmission(plane):
             for obj in _platform_objects():
