@@ -31,6 +31,7 @@ import pytest
 from devenv.controlplane import ControlPlane, ControlPlaneError, binaries_from_env, missing_binaries
 
 from .conftest import ROOT
+from .processes import alive, children_of
 
 pytestmark = pytest.mark.skipif(missing_binaries() is not None, reason=str(missing_binaries()))
 
@@ -68,14 +69,6 @@ def _eventually(check: Callable[[], bool], what: str, timeout: float = 60.0) -> 
     while not check():
         assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
         time.sleep(0.2)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
 
 
 def _namespace(cp: ControlPlane, **labels: str) -> str:
@@ -222,9 +215,9 @@ def test_webhook_on_loopback_is_called(plane: ControlPlane, tmp_path: Path) -> N
 def test_stops_everything_after_the_block() -> None:
     with ControlPlane() as cp:
         pids, workdir = cp.pids, cp.workdir
-        assert all(_alive(pid) for pid in pids.values())
+        assert all(alive(pid) for pid in pids.values())
     assert len(pids) == 3
-    assert not [name for name, pid in pids.items() if _alive(pid)]
+    assert not [name for name, pid in pids.items() if alive(pid)]
     assert not workdir.exists()
 
 
@@ -234,7 +227,7 @@ def test_stops_everything_when_the_block_raises() -> None:
         pids = cp.pids
         raise RuntimeError("boom")
     assert len(pids) == 3
-    assert not [name for name, pid in pids.items() if _alive(pid)]
+    assert not [name for name, pid in pids.items() if alive(pid)]
 
 
 def test_failed_start_names_the_process_and_stops_the_others(tmp_path: Path) -> None:
@@ -245,20 +238,7 @@ def test_failed_start_names_the_process_and_stops_the_others(tmp_path: Path) -> 
     with pytest.raises(ControlPlaneError, match=r"kube-apiserver exited with code 3(.|\n)*unknown flag"):
         cp.start()
     assert set(cp.pids) == {"etcd", "kube-apiserver"}
-    assert not [name for name, pid in cp.pids.items() if _alive(pid)]
-
-
-def _children(pid: int) -> dict[int, str]:
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        comm, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
-        if int(rest[1]) == pid:
-            found[int(stat.parent.name)] = comm
-    return found
+    assert not [name for name, pid in cp.pids.items() if alive(pid)]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -274,11 +254,11 @@ def test_cli_stops_everything_on_signal(sig: signal.Signals, tmp_path: Path) -> 
         assert lines[1].startswith("export KUBECONFIG="), (lines, stderr.read())
         kubeconfig = Path(lines[0].removeprefix("kubeconfig: ").strip())
         assert kubeconfig.is_file()
-        children = _children(cli.pid)
+        children = children_of(cli.pid)
         assert sorted(children.values()) == ["etcd", "kube-apiserver", "kube-controller"], children  # comm: 15 chars
         cli.send_signal(sig)
         assert cli.wait(60) == 0
-        assert not [name for pid, name in children.items() if _alive(pid)]
+        assert not [name for pid, name in children.items() if alive(pid)]
         assert not kubeconfig.exists()
     finally:
         if cli.poll() is None:

@@ -42,6 +42,7 @@ from devenv.kyverno_admission import (
 )
 
 from .conftest import ROOT
+from .processes import alive, children_of
 
 _NO_CHART = None if (CHARTS_DIR / "kyverno").is_dir() else f"the kyverno chart is not at {CHARTS_DIR / 'kyverno'}"
 _MISSING = missing_binaries() or missing_binary() or _NO_CHART
@@ -66,21 +67,13 @@ def env(crds_dir: Path) -> Iterator[Env]:
     cfg = load_stack(ROOT / "Pulumi.dev.yaml")
     assert cfg.team is not None
     with ControlPlane() as plane:
-        api = KubeApi(plane.server, plane.token, plane.ssl_context())
+        api = plane.api
         docs = yaml.safe_load_all((crds_dir / ISTIO_CRDS).read_text())
         install_crds(api, [doc for doc in docs if doc and doc.get("kind") == "CustomResourceDefinition"])
         with KyvernoAdmission(plane) as kyverno:
             status, _ = api.request("POST", "api/v1/namespaces", {"metadata": {"name": cfg.team.namespace}})
             assert status in (201, 409), status
             yield Env(plane, kyverno, api, cfg.team, cfg.destinations[0], cfg.approvals[0])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
 
 
 def _webhook_urls(api: KubeApi) -> dict[str, list[str]]:
@@ -162,7 +155,7 @@ def test_failed_start_reports_the_log_and_leaves_nothing(env: Env, tmp_path: Pat
     failing = KyvernoAdmission(env.plane, binary=broken, timeout=30)
     with pytest.raises(KyvernoAdmissionError, match=r"kyverno exited with code 3(.|\n)*caSecretName is a required"):
         failing.start()
-    assert failing.pid and not _alive(failing.pid)
+    assert failing.pid and not alive(failing.pid)
     # The running controller's webhooks are untouched.
     assert _webhook_urls(env.api)["validatingwebhookconfigurations/kyverno-policy-validating-webhook-cfg"]
 
@@ -170,9 +163,9 @@ def test_failed_start_reports_the_log_and_leaves_nothing(env: Env, tmp_path: Pat
 def test_after_the_block_no_process_and_no_webhook_is_left(env: Env) -> None:
     pid, url = env.kyverno.pid, env.kyverno.url
     log_file = env.kyverno.log_file
-    assert _alive(pid)
+    assert alive(pid)
     env.kyverno.__exit__(None, None, None)
-    assert not _alive(pid)
+    assert not alive(pid)
     assert not log_file.exists()
     urls = _webhook_urls(env.api)
     assert not [name for name, hooks in urls.items() if any(u.startswith(url) for u in hooks)], urls
@@ -187,26 +180,13 @@ def test_stops_when_the_block_raises(env: Env) -> None:
     pid = 0
     with pytest.raises(RuntimeError, match="boom"), KyvernoAdmission(env.plane) as kyverno:
         pid = kyverno.pid
-        assert _alive(pid)
+        assert alive(pid)
         raise RuntimeError("boom")
-    assert pid and not _alive(pid)
+    assert pid and not alive(pid)
     assert not [name for name, hooks in _webhook_urls(env.api).items() if any(u.startswith(kyverno.url) for u in hooks)]
 
 
 # --- the CLI ------------------------------------------------------------------------------------------------
-
-
-def _children(pid: int) -> dict[int, str]:
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        comm, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
-        if int(rest[1]) == pid:
-            found[int(stat.parent.name)] = comm
-    return found
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -220,12 +200,12 @@ def test_cli_stops_everything_on_signal(sig: signal.Signals, tmp_path: Path) -> 
         line = cli.stdout.readline()  # printed once the webhooks answer; EOF if it failed
         stderr.seek(0)
         assert line.startswith("export KUBECONFIG="), (line, stderr.read())
-        children = _children(cli.pid)
+        children = children_of(cli.pid)
         expected = ["etcd", "kube-apiserver", "kube-controller", "kyverno"]  # comm: 15 characters
         assert sorted(children.values()) == expected, children
         cli.send_signal(sig)
         assert cli.wait(90) == 0
-        assert not [name for pid, name in children.items() if _alive(pid)]
+        assert not [name for pid, name in children.items() if alive(pid)]
     finally:
         if cli.poll() is None:
             cli.kill()

@@ -26,6 +26,7 @@ from sandbox import authz_server, envoy_config
 
 from .conftest import ROOT
 from .kyverno_cli import authz_bin
+from .processes import alive, descendants
 
 STACKS = ["Pulumi.dev.yaml", "Pulumi.team-payments.yaml"]
 CHART = ROOT.parent / "shared" / "charts" / "kyverno-authz-server"
@@ -83,28 +84,6 @@ def test_summary_never_claims_all_passed_when_something_did_not_run() -> None:
     assert lines[-1].startswith("sandbox: ") and "all" not in lines[-1] and "6 not run" in lines[-1], lines[-1]
 
 
-def _descendants(pid: int) -> set[int]:
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            children = (task / "children").read_text().split() if (task / "children").exists() else []
-            for c in map(int, children):
-                if c not in out:
-                    out.add(c)
-                    todo.append(c)
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_every_process_stops_on_a_signal(sig: signal.Signals, tmp_path: Path) -> None:
     """Stopped mid-run, the sandbox stops Envoy and the authz server before it exits; killed, it
@@ -121,7 +100,7 @@ def test_every_process_stops_on_a_signal(sig: signal.Signals, tmp_path: Path) ->
         assert proc.stdout is not None
         first = proc.stdout.readline()  # the first scenario line: Envoy (and the authz server) run
         assert first.startswith(("PASS", "FAIL", "NOT RUN")), first + (proc.stderr.read() if proc.stderr else "")
-        children = _descendants(proc.pid)
+        children = descendants(proc.pid)
         assert len(children) >= (2 if authz_bin() else 1), children
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
@@ -131,9 +110,9 @@ def test_every_process_stops_on_a_signal(sig: signal.Signals, tmp_path: Path) ->
             assert proc.returncode == 130, err
             assert "stopping every process" in err
         deadline = time.monotonic() + 10
-        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+        while any(alive(c) for c in children) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not [c for c in children if _alive(c)], children
+        assert not [c for c in children if alive(c)], children
     finally:
         if proc.poll() is None:
             proc.kill()
