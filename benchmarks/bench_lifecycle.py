@@ -55,7 +55,7 @@ def tenant(kube: list[str], admin: Path, tmp: Path) -> Path:
 
     shared = [tenancy.tenants_namespace(), tenancy.credentials_namespace()]
     authz_ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kyverno-authz"}}
-    objs = [authz_ns, *shared, *tenancy.tenant_objects(TeamEntry(name="bench", namespace="team-bench"))]
+    objs = [authz_ns, *shared, *tenancy.tenant_objects(TeamEntry(name="bench", namespace="team-bench", port=10001))]
     (tmp / "tenant.yaml").write_text(yaml.safe_dump_all(objs))
     subprocess.run([*kube, "apply", "--server-side", "-f", str(tmp / "tenant.yaml")], check=True, capture_output=True)
     env = {**os.environ, "KUBECONFIG": str(admin)}

@@ -5,7 +5,7 @@ starts it) on loopback, with the stack's destinations padded to N (copies of its
 under other names and hosts, each with its own objects, as a platform with many teams would have).
 Paths, measured with the same Python client on one keep-alive connection each:
   direct          the stand-in itself (plain HTTP)
-  gateway         Envoy without external authorization (mTLS listener, same routes)
+  gateway         Envoy without external authorization (the team's plain-HTTP listener, same routes)
   gateway+authz   Envoy with the ext_authz call to the authz server (the real path)
 p50/p99 at a fixed request rate and requests/s at saturation, as ratios to direct and to gateway.
 The authorization cost (gateway+authz minus gateway) should not grow with N: one policy decides
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import ssl
 import statistics
 import sys
 import tempfile
@@ -32,9 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from components.settings.config import Destination, StackConfig
+from components.settings.config import Destination, StackConfig, TeamEntry
 from components.settings.stackfile import load_stack
-from sandbox.__main__ import Sandbox, allowed_headers, registry_for
+from sandbox.harness import NO_AUTHZ, OWN, Sandbox, allowed_headers, registry_for, teams_for
 
 Connect = Callable[[], http.client.HTTPConnection]
 
@@ -105,26 +104,27 @@ class Row:
     rps: float
 
 
-def measure(cfg: StackConfig, registry: list[object], authz: str, a: argparse.Namespace) -> dict[str, Row]:
+def measure(
+    cfg: StackConfig, registry: list[object], teams: list[TeamEntry], authz: str, a: argparse.Namespace
+) -> dict[str, Row]:
     dest = cfg.destinations[0]
     with tempfile.TemporaryDirectory(prefix="egress-bench-") as tmp:
-        box = Sandbox(cfg, Path(tmp), authz, registry, shared_upstream=True)
+        box = Sandbox(cfg, Path(tmp), authz, registry, teams, shared_upstream=True)
         try:
             started = time.perf_counter()
             box.start()
             up = time.perf_counter() - started
             print(f"  {len(cfg.destinations)} destinations: sandbox up in {up:.1f}s", flush=True)
-            ctx: ssl.SSLContext = box.contexts[box.owner]
 
-            def tls(listener: str) -> Connect:
+            def plain(listener: str) -> Connect:  # ztunnel delivers plain TCP to the team's listener
                 port = box.ports[listener]
-                return lambda: http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+                return lambda: http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 
             direct_port = box.stand_ins[dest.name].port
             paths: dict[str, tuple[Connect, dict[str, str]]] = {
                 "direct": (lambda: http.client.HTTPConnection("127.0.0.1", direct_port, timeout=10), {}),
-                "gateway": (tls("gateway_no_authz"), {}),
-                "gateway+authz": (tls("gateway"), allowed_headers(dest)),
+                "gateway": (plain(NO_AUTHZ), {}),
+                "gateway+authz": (plain(OWN), allowed_headers(dest)),
             }
             rows = {}
             for name, (connect, headers) in paths.items():
@@ -154,7 +154,8 @@ def main() -> int:
     registry = registry_for(cfg, stack)
     counts = [int(n) for n in a.destinations.split(",")]
     print(f"{a.rate} req/s for {a.seconds:g}s, saturation with {a.workers} workers; stack {a.stack}")
-    results = {n: measure(padded(cfg, n), registry, authz, a) for n in counts}
+    teams = teams_for(cfg, stack)
+    results = {n: measure(padded(cfg, n), registry, teams, authz, a) for n in counts}
     head = f"{'destinations':>12} {'path':<14} {'p50 ms':>7} {'p99 ms':>7} {'req/s':>6}"
     print(f"{head}   {'p50/direct':>10} {'p99/direct':>10} {'p50/gw':>7} {'p99/gw':>7} {'req/s/direct':>12}")
     for n, rows in results.items():

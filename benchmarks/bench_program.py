@@ -45,7 +45,7 @@ def stack_files(tmp: Path, n: int) -> Path:
     platform = {
         "config": {
             "egress:platform": {"cluster": {"mode": "existing"}, "ollama": {"enabled": False}},
-            "egress:teams": [{"name": "bench", "namespace": "team-bench"}],
+            "egress:teams": [{"name": "bench", "namespace": "team-bench", "port": 10001}],
             "egress:approvals": [
                 {
                     "host": h,

@@ -18,7 +18,7 @@ _PACKAGE = "egress.sandbox.authz"  # a private name: never registers as the upst
 CHECK_METHOD = "/envoy.service.auth.v3.Authorization/Check"
 
 _F = descriptor_pb2.FieldDescriptorProto
-_STRING, _INT32, _MESSAGE = _F.TYPE_STRING, _F.TYPE_INT32, _F.TYPE_MESSAGE
+_STRING, _INT32, _UINT32, _MESSAGE = _F.TYPE_STRING, _F.TYPE_INT32, _F.TYPE_UINT32, _F.TYPE_MESSAGE
 _OPTIONAL, _REPEATED = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
 
 
@@ -40,9 +40,14 @@ def _map_entry(name: str) -> descriptor_pb2.DescriptorProto:
 
 def _file() -> descriptor_pb2.FileDescriptorProto:
     f = descriptor_pb2.FileDescriptorProto(name="egress_sandbox_authz.proto", package=_PACKAGE, syntax="proto3")
+    socket_address = _message(
+        "SocketAddress",  # envoy/config/core/v3/address.proto
+        [("address", 2, _STRING, None, False), ("port_value", 3, _UINT32, None, False)],
+    )
+    address = _message("Address", [("socket_address", 1, _MESSAGE, "SocketAddress", False)])
     peer = _message(
         "Peer",  # AttributeContext.Peer
-        [("principal", 4, _STRING, None, False)],
+        [("address", 1, _MESSAGE, "Address", False), ("principal", 4, _STRING, None, False)],
     )
     http = _message(
         "HttpRequest",  # AttributeContext.HttpRequest
@@ -62,6 +67,7 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
         "AttributeContext",
         [
             ("source", 1, _MESSAGE, "Peer", False),
+            ("destination", 2, _MESSAGE, "Peer", False),
             ("request", 4, _MESSAGE, "Request", False),
             ("context_extensions", 10, _MESSAGE, "AttributeContext.ContextExtensionsEntry", True),
         ],
@@ -80,7 +86,21 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
             ("denied_response", 2, _MESSAGE, "DeniedHttpResponse", False),
         ],
     )
-    f.message_type.extend([peer, http, request, attributes, check_request, status, http_status, denied, check_response])
+    f.message_type.extend(
+        [
+            socket_address,
+            address,
+            peer,
+            http,
+            request,
+            attributes,
+            check_request,
+            status,
+            http_status,
+            denied,
+            check_response,
+        ]
+    )
     return f
 
 
@@ -104,16 +124,23 @@ def check(
     address: str,
     host: str,
     headers: Mapping[str, str] | None = None,
-    principal: str = "",
+    port: int = 0,
     context: Mapping[str, str] | None = None,
     timeout: float = 10.0,
+    principal: str = "",
 ) -> Decision:
-    """One Check, as Envoy sends it (header keys lowercased, `:authority` among the headers)."""
+    """One Check, as Envoy sends it from a plain-HTTP listener (header keys lowercased, `:authority`
+    among the headers): `destination.address` is the listener's address and `port` (the connection's
+    local address), and no `source.principal` (Envoy fills it only from a downstream TLS peer
+    certificate; `principal` exists for the negative control)."""
     req = CheckRequest()
     attrs = req.attributes
-    attrs.source.principal = principal
+    attrs.destination.address.socket_address.address = "127.0.0.1"
+    attrs.destination.address.socket_address.port_value = port
+    if principal:
+        attrs.source.principal = principal
     http = attrs.request.http
-    http.method, http.path, http.host, http.scheme, http.protocol = "GET", "/", host, "https", "HTTP/1.1"
+    http.method, http.path, http.host, http.scheme, http.protocol = "GET", "/", host, "http", "HTTP/1.1"
     http.headers.update({":authority": host, ":method": "GET", ":path": "/"})
     http.headers.update({k.lower(): v for k, v in (headers or {}).items()})
     attrs.context_extensions.update(dict(context or {}))

@@ -1,34 +1,53 @@
-"""The only place that stands in for kgateway: the stack's objects -> Envoy configuration.
+"""The only place that stands in for kgateway: the stack's objects -> Envoy configuration, as
+kgateway v2.4.x translates them.
 
 Every value is read from the object field it mirrors (the dicts `stack_objects(...).all()` returns,
 the same the program applies), so the sandbox cannot drift from what the stack creates. Nothing is
-tuned for the scenarios. The sandbox substitutes only addresses: loopback ports for the Gateway
-listener, the ServiceEntry endpoints (a local stand-in) and the authz Service.
+tuned for the scenarios. The sandbox substitutes only addresses: a loopback port for each team
+listener's port, the ServiceEntry endpoints (a local stand-in) and the authz Service.
 
-| Envoy (this module)                                  | object field it mirrors                                |
-|------------------------------------------------------|--------------------------------------------------------|
-| listener, HTTP connection manager, RDS route config   | Gateway `egress-gateway`, the listener routes name     |
-| virtual host per route, `domains: [host, host:*]`    | HTTPRoute `spec.hostnames`                             |
-| route `/` prefix -> cluster of the ServiceEntry port  | HTTPRoute `rules[].backendRefs[]` (ServiceEntry, port) |
-| cluster endpoint (the local stand-in)                 | ServiceEntry `spec.endpoints` (substituted)            |
-| route `timeout`                                       | TrafficPolicy `timeouts.request`                       |
-| route `retry_policy.num_retries`                      | TrafficPolicy `retry.attempts`                         |
-| route `retry_policy.per_try_timeout`                  | TrafficPolicy `retry.perTryTimeout`                    |
-| route `retry_policy.retry_on` (+ retriable-status-…)  | TrafficPolicy `retry.retryOn` (+ `statusCodes`)        |
-| route `retry_policy.retriable_status_codes`           | TrafficPolicy `retry.statusCodes`                      |
-| ext_authz filter per GatewayExtension, disabled by    | GatewayExtension the TrafficPolicy's                   |
-| default, enabled on the routes that reference it      | `extAuth.extensionRef` names                           |
-| ext_authz `failure_mode_allow`                        | GatewayExtension `extAuth.failOpen`                    |
-| ext_authz gRPC `timeout`, `status_on_error`           | GatewayExtension `grpcService.requestTimeout`,         |
-|                                                       | `extAuth.statusOnError`                                |
-| ext_authz gRPC service -> cluster of the authz Service | GatewayExtension `extAuth.grpcService.backendRef`     |
-| per-route `check_settings.context_extensions`         | TrafficPolicy `extAuth.contextExtensions`              |
-| route `request_headers_to_add`, overwriting           | TrafficPolicy `headerModifiers.request.set` (Secret)   |
-| local_ratelimit per-route token bucket, after ext_authz | TrafficPolicy `rateLimit.local.tokenBucket`          |
-| access log, JSON, same fields                         | ListenerPolicy `accessLog[].fileSink.jsonFormat`       |
+Each rule cites what it follows in kgateway's v2.4.x release branch (read at commit 6c33df28 of the
+branch as a fork carries it; the v2.4.3 tag itself is not in any snapshot here). `TP` is
+pkg/kgateway/translator/gateway/testutils (translator golden outputs), `TPP` is
+pkg/kgateway/extensions2/plugins/trafficpolicy.
 
-Routes are served over RDS from a file (`route_config_file`): rewriting that file is how the sandbox
-plays kgateway pushing a changed route to the running gateway.
+Each rule: Envoy (this module) <- the object field it mirrors [what in kgateway it follows].
+- One plain-HTTP listener per listener port, no TLS, no PROXY protocol, its own RDS route
+  configuration <- ListenerSet (or Gateway) `spec.listeners[]` port, protocol HTTP
+  [translator/listener/gateway_listener_translator.go appendHttpListener, getListenerPortNumber:
+  no port translation; TP/outputs/listener-sets/basic.yaml: listener~8080 and listener~9090, each
+  with routeConfigName listener~<port>].
+- Routes attach only where the listener's `allowedRoutes` admits their namespace <- HTTPRoute
+  `parentRefs` (kind, name, sectionName), the listener's `allowedRoutes` [query/route.go
+  processRoute, allowedRoutes; query/query.go parentRefMatchListener].
+- A virtual host per route, `domains: [host]`, `ignore_port_in_host_matching` <- HTTPRoute
+  `spec.hostnames` [TP/outputs/listener-sets/basic.yaml: ignorePortInHostMatching: true].
+- Route `/` prefix -> the cluster of the ServiceEntry port, its endpoint the stand-in <- HTTPRoute
+  `rules[].backendRefs[]` (ServiceEntry, port), ServiceEntry `spec.endpoints` (substituted).
+- Route `timeout` and `retry_policy` (num_retries, per_try_timeout, retry_on,
+  retriable_status_codes) <- TrafficPolicy `timeouts.request`, `retry.attempts`, `perTryTimeout`,
+  `retryOn`, `statusCodes` [TPP timeouts and retry translation].
+- An ext_authz filter `ext_auth/<ns>/<name>` per GatewayExtension, disabled, enabled on the routes
+  whose policy names it <- TrafficPolicy `extAuth.extensionRef` [TPP/extauth_policy.go
+  extAuthFilterName, handleExtAuth; TP/outputs/traffic-policy/extauth-grpc-full-config.yaml].
+- ext_authz `failure_mode_allow`, gRPC `timeout`, `status_on_error`; no peer certificate and no
+  metadata context in the Check <- GatewayExtension `extAuth.failOpen`, `grpcService.requestTimeout`,
+  `extAuth.statusOnError` [TPP/gateway_extension.go TranslateGatewayExtensionBuilder,
+  ResolveExtGrpcService].
+- Per-route `check_settings.context_extensions` <- TrafficPolicy `extAuth.contextExtensions`
+  [TPP/extauth_policy.go buildExtAuthPerRouteFilterConfig].
+- Route `request_headers_to_add`, overwriting <- TrafficPolicy `headerModifiers.request.set` (Secret).
+- The `ratelimit/local` filter, a token bucket per route, after ext_authz <- TrafficPolicy
+  `rateLimit.local.tokenBucket` [TPP/local_rate_limit_plugin.go toLocalRateLimitFilterConfig; the
+  order: pluginsdk/filters/stages.go, the AuthN stage before the RateLimit stage].
+- The JSON access log with the same fields on every listener <- ListenerPolicy
+  `accessLog[].fileSink.jsonFormat`, on the Gateway [plugins/listenerpolicy/
+  access_logging_converter.go: applied per port, `default` where no `perPort` entry].
+
+The sandbox runs variants of the team's listener side by side (fail open, no authorization, the
+negative control), so its listeners are named by role rather than `listener~<port>`. Routes are
+served over RDS from a file (`route_config_file`): rewriting that file is how the sandbox plays
+kgateway pushing a changed route to the running gateway.
 """
 
 from __future__ import annotations
@@ -44,8 +63,8 @@ from typing import Any
 from components.manifests.kinds import Obj
 from components.settings.config import duration_ms
 
-EXT_AUTHZ = "envoy.filters.http.ext_authz"
-LOCAL_RATE_LIMIT = "envoy.filters.http.local_ratelimit"
+EXT_AUTH_PREFIX = "ext_auth"  # kgateway's filter names: ext_auth/<namespace>/<name>
+LOCAL_RATE_LIMIT = "ratelimit/local"  # kgateway's one local rate limit filter
 _TYPES = "type.googleapis.com/envoy"
 HCM_TYPE = f"{_TYPES}.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 FILE_LOG_TYPE = f"{_TYPES}.extensions.access_loggers.file.v3.FileAccessLog"
@@ -54,7 +73,6 @@ EXT_AUTHZ_TYPE = f"{_TYPES}.extensions.filters.http.ext_authz.v3.ExtAuthz"
 EXT_AUTHZ_ROUTE_TYPE = f"{_TYPES}.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
 FILTER_CONFIG_TYPE = f"{_TYPES}.config.route.v3.FilterConfig"
 ROUTE_CONFIG_TYPE = f"{_TYPES}.config.route.v3.RouteConfiguration"
-TLS_CONTEXT_TYPE = f"{_TYPES}.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 HTTP_OPTIONS_TYPE = f"{_TYPES}.extensions.upstreams.http.v3.HttpProtocolOptions"
 LOCAL_RATE_LIMIT_TYPE = f"{_TYPES}.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
 
@@ -95,26 +113,52 @@ class Route:
         return list(self.route["spec"]["hostnames"])
 
 
-def attached(route: Obj, gateway: Obj, listener: str) -> bool:
-    """Whether the HTTPRoute names this Gateway's listener among its parents."""
+def _listener_spec(parent: Obj, section: str) -> Obj | None:
+    return next((li for li in parent["spec"]["listeners"] if li["name"] == section), None)
+
+
+def admits(parent: Obj, section: str, route_namespace: str) -> bool:
+    """Whether the listener's `allowedRoutes.namespaces` admits routes of this namespace (Gateway API:
+    Same, All, or a Selector). The sandbox knows each namespace's `kubernetes.io/metadata.name`
+    label only (the one the API server sets): a selector on any other label matches nothing here.
+    kgateway decides this in pkg/kgateway/query/route.go (the route's parents against each
+    listener's allowedRoutes; a parent refused is reported NotAllowedByListeners)."""
+    spec = _listener_spec(parent, section)
+    if spec is None:  # no such listener: nothing attaches
+        return False
+    allowed = spec.get("allowedRoutes", {}).get("namespaces", {"from": "Same"})
+    where = allowed.get("from", "Same")
+    if where == "All":
+        return True
+    if where == "Same":
+        return route_namespace == _key(parent)[0]
+    selector = allowed.get("selector", {})
+    labels = {"kubernetes.io/metadata.name": route_namespace}
+    return not selector.get("matchExpressions") and all(
+        labels.get(k) == v for k, v in selector.get("matchLabels", {}).items()
+    )
+
+
+def attached(route: Obj, parent: Obj, section: str) -> bool:
+    """Whether the HTTPRoute names this listener of the Gateway or ListenerSet among its parents, and
+    the listener admits the route's namespace."""
     ns = _key(route)[0]
-    return any(
-        p.get("kind", "Gateway") == "Gateway"
-        and (p.get("namespace", ns), p["name"]) == _key(gateway)
-        and p.get("sectionName", listener) == listener
+    return admits(parent, section, ns) and any(
+        p.get("kind", "Gateway") == parent["kind"]
+        and (p.get("namespace", ns), p["name"]) == _key(parent)
+        and p.get("sectionName", section) == section
         for p in route["spec"].get("parentRefs", [])
     )
 
 
-def resolve(objs: Iterable[Obj], gateway: Obj, listener: str) -> list[Route]:
-    """Each HTTPRoute attached to the Gateway's listener, with its ServiceEntry backend, the
-    TrafficPolicy targeting it and that policy's GatewayExtension (all found by the references the
-    objects hold)."""
+def resolve(objs: Iterable[Obj], parent: Obj, section: str) -> list[Route]:
+    """Each HTTPRoute attached to the listener, with its ServiceEntry backend, the TrafficPolicy
+    targeting it and that policy's GatewayExtension (all found by the references the objects hold)."""
     objs = list(objs)
     entries, policies, extensions = (_of(objs, k) for k in ("ServiceEntry", "TrafficPolicy", "GatewayExtension"))
     out = []
     for key, route in _of(objs, "HTTPRoute").items():
-        if not attached(route, gateway, listener):
+        if not attached(route, parent, section):
             continue
         ns = key[0]
         (rule,) = route["spec"]["rules"]
@@ -162,7 +206,7 @@ def cluster_name(entry: Obj, port: int) -> str:
 
 def filter_name(extension: Obj) -> str:
     ns, name = _key(extension)
-    return f"{EXT_AUTHZ}/{ns}/{name}"
+    return f"{EXT_AUTH_PREFIX}/{ns}/{name}"
 
 
 def grpc_cluster_name(extension: Obj) -> str:
@@ -235,13 +279,13 @@ def virtual_host(r: Route) -> dict[str, Any]:
     ns, name = r.key
     return {
         "name": f"{ns}/{name}",
-        "domains": [d for h in r.hosts for d in (h, f"{h}:*")],
+        "domains": list(r.hosts),
         "routes": [route],
     }
 
 
 def route_configuration(name: str, routes: Iterable[Route]) -> dict[str, Any]:
-    return {"name": name, "virtual_hosts": [virtual_host(r) for r in routes]}
+    return {"name": name, "ignore_port_in_host_matching": True, "virtual_hosts": [virtual_host(r) for r in routes]}
 
 
 def write_route_configuration(path: Path, config: dict[str, Any], version: int) -> None:
@@ -276,36 +320,6 @@ def ext_authz_filter(extension: Obj) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class Mtls:
-    """The mesh's part: the gateway sees each caller's workload certificate (SPIFFE URI SAN)."""
-
-    ca: str
-    cert: str
-    key: str
-    trust_domain: str
-
-    def transport_socket(self) -> dict[str, Any]:
-        return {
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": {
-                "@type": TLS_CONTEXT_TYPE,
-                "require_client_certificate": True,
-                "common_tls_context": {
-                    "tls_certificates": [
-                        {"certificate_chain": {"filename": self.cert}, "private_key": {"filename": self.key}}
-                    ],
-                    "validation_context": {
-                        "trusted_ca": {"filename": self.ca},
-                        "match_typed_subject_alt_names": [
-                            {"san_type": "URI", "matcher": {"prefix": f"spiffe://{self.trust_domain}/"}}
-                        ],
-                    },
-                },
-            },
-        }
-
-
 def listener(
     name: str,
     port: int,
@@ -313,8 +327,9 @@ def listener(
     route_config_file: Path,
     access_log: str,
     access_log_format: Mapping[str, str],
-    mtls: Mtls | None,
 ) -> dict[str, Any]:
+    """One plain-HTTP listener, as kgateway builds one per listener port: ztunnel has ended the
+    mesh's mTLS before the gateway (no downstream TLS, no PROXY protocol, no client certificate)."""
     chain: dict[str, Any] = {
         "filters": [
             {
@@ -346,7 +361,7 @@ def listener(
                         *(ext_authz_filter(e) for e in extensions),
                         {
                             "name": LOCAL_RATE_LIMIT,
-                            "typed_config": {"@type": LOCAL_RATE_LIMIT_TYPE, "stat_prefix": "egress_rate_limit"},
+                            "typed_config": {"@type": LOCAL_RATE_LIMIT_TYPE, "stat_prefix": "http_local_rate_limiter"},
                         },
                         {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}},
                     ],
@@ -354,8 +369,6 @@ def listener(
             }
         ]
     }
-    if mtls is not None:
-        chain["transport_socket"] = mtls.transport_socket()
     return {
         "name": name,
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
@@ -410,16 +423,17 @@ def without_ext_auth(objs: Iterable[Obj]) -> list[Obj]:
 
 @dataclass(frozen=True)
 class Gateway:
-    """One Envoy listener: the Gateway object's listener, with the routes of one set of objects."""
+    """One Envoy listener: a listener of the Gateway or of a ListenerSet attached to it (kgateway
+    translates a ListenerSet's listeners as the Gateway's own), with the routes of one set of objects."""
 
     name: str  # the Envoy listener's (and its route configuration's) name
-    port: int
-    gateway: Obj  # the Gateway object
+    port: int  # the loopback port standing in for the listener's port
+    parent: Obj  # the Gateway or ListenerSet object
     listener: str  # its listener's name
     objects: list[Obj]
 
     def routes(self) -> list[Route]:
-        return resolve(self.objects, self.gateway, self.listener)
+        return resolve(self.objects, self.parent, self.listener)
 
     def extensions(self) -> list[Obj]:
         seen: dict[str, Obj] = {}
@@ -437,7 +451,6 @@ def bootstrap(
     admin_port: int,
     access_log: str,
     access_log_format: Mapping[str, str],
-    mtls: Mtls | None,
 ) -> dict[str, Any]:
     """Envoy bootstrap: one listener per gateway, loopback only.
 
@@ -458,9 +471,19 @@ def bootstrap(
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
             "listeners": [
-                listener(g.name, g.port, g.extensions(), route_files[g.name], access_log, access_log_format, mtls)
+                listener(g.name, g.port, g.extensions(), route_files[g.name], access_log, access_log_format)
                 for g in gateways
             ],
             "clusters": list(clusters.values()),
         },
     }
+
+
+def with_authz_service(objs: Iterable[Obj], service: str) -> list[Obj]:
+    """The same objects with every GatewayExtension calling another authz Service (the negative
+    control's server, which loads the previous, principal-based policy)."""
+    out = copy.deepcopy(list(objs))
+    for o in out:
+        if o["kind"] == "GatewayExtension":
+            o["spec"]["extAuth"]["grpcService"]["backendRef"]["name"] = service
+    return out

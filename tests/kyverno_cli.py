@@ -34,11 +34,13 @@ def envoy_request(
     headers: dict[str, str],
     path: str = "/",
     method: str = "GET",
-    principal: str | None = None,
+    port: int | None = None,
     context: dict[str, str] | None = None,
+    principal: str | None = None,
 ) -> dict[str, Any]:
-    """An Envoy CheckRequest as protojson (header keys lowercased, as Envoy sends them): the
-    caller's mesh identity as `source.principal`, the route's `context_extensions`."""
+    """An Envoy CheckRequest as protojson (header keys lowercased, as Envoy sends them): the port of
+    the listener it arrived on as `destination.address` (what reaches ext_authz at a kgateway Gateway
+    in ambient), the route's `context_extensions`; `principal` only to show it is not read."""
     attributes: dict[str, Any] = {
         "request": {
             "http": {
@@ -49,6 +51,8 @@ def envoy_request(
             }
         }
     }
+    if port is not None:
+        attributes["destination"] = {"address": {"socketAddress": {"address": "10.244.0.7", "portValue": port}}}
     if principal is not None:
         attributes["source"] = {"principal": principal}
     if context is not None:

@@ -4,14 +4,14 @@
   route's context alone (Envoy reloads its routes; the authz server is neither restarted nor
   re-read);
 - a policy that does not load or compile, or a deny message with any Unicode, never opens the gate;
-- a destination without header requirements is usable by its owner's identity alone.
+- a destination without header requirements is usable from its owner's listener alone.
 """
 
 from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from components.manifests import authz
 from components.manifests.kinds import Obj
 from components.settings.config import Authz, StackConfig
 from components.settings.stackfile import load_stack
-from sandbox.__main__ import Sandbox, allowed_headers, registry_for
+from sandbox.harness import FAIL_OPEN, OWN, PRINCIPAL, PolicyFiles, Sandbox, allowed_headers, registry_for, teams_for
 
 from .conftest import ROOT
 from .kyverno_cli import authz_bin
@@ -50,8 +50,9 @@ def payments() -> StackConfig:
     return load_stack(PAYMENTS)
 
 
-def _box(cfg: StackConfig, tmp_path: Path, configmaps: list[Obj] | None = None) -> Iterator[Sandbox]:
-    box = Sandbox(cfg, tmp_path, authz_bin(), registry_for(cfg, PAYMENTS), configmaps=configmaps)
+def _box(cfg: StackConfig, tmp_path: Path, policy_files: PolicyFiles = authz.platform_configmaps) -> Iterator[Sandbox]:
+    registry, teams = registry_for(cfg, PAYMENTS), teams_for(cfg, PAYMENTS)
+    box = Sandbox(cfg, tmp_path, authz_bin(), registry, teams, policy_files=policy_files)
     try:
         box.start()
         yield box
@@ -77,7 +78,7 @@ def test_a_destination_changed_while_running_takes_effect_without_a_restart(
             require_headers={**dest.authz.require_headers, "x-tenant": ["payments-v2"]},
             deny_message="Use the v2 tenant",
         )
-        assert box.reload(changed) == ["gateway", "gateway_fail_open"]
+        assert box.reload(changed) == [OWN, FAIL_OPEN, PRINCIPAL]
         r = box.request(dest.host, old)
         assert (r.status, r.body) == (403, b"Use the v2 tenant")
         assert box.request(dest.host, {**old, "x-tenant": "payments-v2"}).status == 200
@@ -97,11 +98,14 @@ def _broken(configmap: Obj, text: str, file_name: str = "broken.yaml") -> Obj:
     return out
 
 
+_ANY_OWNERS = {10001: "team-ml"}
 BROKEN_POLICIES = {
     # Does not compile (an unknown function): the whole source is dropped at the first check.
-    "uncompilable": authz.policy_file(authz.destination_policy()).replace("envoy.Allowed()", "envoy.Allowd()"),
+    "uncompilable": authz.policy_file(authz.destination_policy(_ANY_OWNERS)).replace(
+        "envoy.Allowed()", "envoy.Allowd()"
+    ),
     # Another API version than the files may hold: the v0.4.0 server drops the source, this one the document.
-    "wrong-version": authz.policy_file(authz.destination_policy())
+    "wrong-version": authz.policy_file(authz.destination_policy(_ANY_OWNERS))
     .replace("v1alpha1", "v9")
     .replace(authz.DESTINATION_POLICY, "x"),
     # Not YAML at all.
@@ -114,17 +118,23 @@ def test_a_broken_policy_cannot_open_the_gate(payments: StackConfig, tmp_path: P
     """A broken file next to the generic policy: at worst its whole source is dropped, and the
     default deny, alone in its own source, then denies everything, the valid request included.
     No request the destination's rule refuses is ever allowed."""
-    generic, deny = authz.platform_configmaps()
-    gen = _box(payments, tmp_path, [_broken(generic, BROKEN_POLICIES[kind]), deny])
+
+    def files(owners: Mapping[int, str]) -> list[Obj]:
+        generic, deny = authz.platform_configmaps(owners)
+        return [_broken(generic, BROKEN_POLICIES[kind]), deny]
+
+    gen = _box(payments, tmp_path, files)
     box = next(gen)
     try:
         dest = payments.destinations[0]
         ok = allowed_headers(dest)
-        refusals = {dest.authz.deny_message.encode(), authz.DEFAULT_DENY_MESSAGE.encode()}
-        for headers, identity in (({}, box.owner), (ok, box.other)):
-            r = box.request(dest.host, headers, identity)
-            assert r.status == 403 and r.body in refusals, (kind, r)
-        decision = box.check("evil.example", ok, box.owner, {})
+        refusals = {dest.authz.deny_message, authz.DEFAULT_DENY_MESSAGE}
+        r = box.request(dest.host, {})
+        assert r.status == 403 and r.body.decode() in refusals, (kind, r)
+        other = box.other_listener(box.others[0].name)
+        decision = box.check(dest.host, ok, other, box.route_context(dest))
+        assert not decision.allowed and decision.body in refusals, (kind, decision)
+        decision = box.check("evil.example", ok, OWN, {})
         assert not decision.allowed and decision.body == authz.DEFAULT_DENY_MESSAGE
         valid = box.request(dest.host, ok)
         if kind == "uncompilable":  # the source is dropped: the default deny decides
@@ -136,11 +146,14 @@ def test_a_broken_policy_cannot_open_the_gate(payments: StackConfig, tmp_path: P
 
 
 def test_the_generic_policy_replaced_by_a_broken_one_fails_closed(payments: StackConfig, tmp_path: Path) -> None:
-    generic, deny = authz.platform_configmaps()
-    broken = copy.deepcopy(generic)
-    (key,) = broken["data"]
-    broken["data"][key] = broken["data"][key].replace("variables.fromOwner &&", "variables.fromOwner &&& ")
-    gen = _box(payments, tmp_path, [broken, deny])
+    def files(owners: Mapping[int, str]) -> list[Obj]:
+        generic, deny = authz.platform_configmaps(owners)
+        broken = copy.deepcopy(generic)
+        (key,) = broken["data"]
+        broken["data"][key] = broken["data"][key].replace("variables.fromOwner &&", "variables.fromOwner &&& ")
+        return [broken, deny]
+
+    gen = _box(payments, tmp_path, files)
     box = next(gen)
     try:
         dest = payments.destinations[0]
@@ -168,15 +181,15 @@ def test_any_unicode_message_comes_through_byte_exact(payments: StackConfig, tmp
             message = "".join(chr(rnd.randint(lo, hi)) for _ in range(rnd.randint(1, 512)))
             message = message.replace("\x00", "")
             context = {**box.route_context(dest), authz.CTX_DENY_MESSAGE: message}
-            decision = box.check(dest.host, {}, box.owner, context)
+            decision = box.check(dest.host, {}, OWN, context)
             assert decision.http_status == 403 and decision.body == message
     finally:
         next(gen, None)
 
 
-def test_identity_alone_when_no_header_is_required(payments: StackConfig, tmp_path: Path) -> None:
+def test_the_listener_alone_when_no_header_is_required(payments: StackConfig, tmp_path: Path) -> None:
     """A destination without header requirements (the config does not allow it yet: model_copy skips
-    validation) is usable by its owner's workloads only."""
+    validation) is usable from its owner's listener only."""
     cfg = _with_destination(payments, 1, require_headers={})
     assert isinstance(cfg.destinations[1].authz, Authz) and not cfg.destinations[1].authz.require_headers
     gen = _box(cfg, tmp_path)
@@ -184,7 +197,8 @@ def test_identity_alone_when_no_header_is_required(payments: StackConfig, tmp_pa
     try:
         dest = cfg.destinations[1]
         assert box.request(dest.host, {}).status == 200
-        r = box.request(dest.host, {}, box.other)
-        assert (r.status, r.body) == (403, dest.authz.deny_message.encode())
+        other = box.other_listener(box.others[0].name)
+        decision = box.check(dest.host, {}, other, box.route_context(dest))
+        assert (decision.allowed, decision.http_status, decision.body) == (False, 403, dest.authz.deny_message)
     finally:
         next(gen, None)

@@ -32,7 +32,7 @@ def _stack(*dests: dict[str, Any], **over: Any) -> dict[str, Any]:
     s: dict[str, Any] = {
         "platform": {},
         "team": {"name": "ml", "namespace": "team-ml"},
-        "teams": [{"name": "ml", "namespace": "team-ml"}],
+        "teams": [{"name": "ml", "namespace": "team-ml", "port": 10001}],
         "destinations": list(dests),
     }
     s.update(over)
@@ -192,15 +192,28 @@ def test_a_team_cannot_claim_a_platform_or_reserved_namespace(namespace: str) ->
     with pytest.raises(ConfigError, match=rf"egress:team.namespace: '{namespace}' is reserved for the platform"):
         config.parse({"platformStack": "organization/egress/dev", "team": {"name": "x", "namespace": namespace}})
     with pytest.raises(ConfigError, match=rf"egress:teams\[x\].namespace: '{namespace}' is reserved"):
-        config.parse({"platform": {}, "teams": [{"name": "x", "namespace": namespace}]})
+        config.parse({"platform": {}, "teams": [{"name": "x", "namespace": namespace, "port": 10001}]})
 
 
 def test_the_team_registry_belongs_to_the_platform_and_maps_one_namespace_to_one_team() -> None:
     with pytest.raises(ConfigError, match="egress:teams: only the platform stack says which namespace a team owns"):
-        config.parse({"platformStack": "organization/egress/dev", "teams": [{"name": "a", "namespace": "team-a"}]})
-    both = [{"name": "a", "namespace": "team-a"}, {"name": "b", "namespace": "team-a"}]
+        config.parse(
+            {"platformStack": "organization/egress/dev", "teams": [{"name": "a", "namespace": "team-a", "port": 10001}]}
+        )
+    both = [{"name": "a", "namespace": "team-a", "port": 10001}, {"name": "b", "namespace": "team-a", "port": 10002}]
     with pytest.raises(ConfigError, match=r"egress:teams\[b\].namespace: 'team-a' already belongs to team 'a'"):
         config.parse({"platform": {}, "teams": both})
+
+
+def test_each_team_has_a_listener_port_of_its_own_in_the_team_range() -> None:
+    a = {"name": "a", "namespace": "team-a", "port": 10001}
+    with pytest.raises(ConfigError, match=r"egress:teams\[b\].port: 10001 already belongs to team 'a'"):
+        config.parse({"platform": {}, "teams": [a, {"name": "b", "namespace": "team-b", "port": 10001}]})
+    for port in (80, 9999, 15000, 15008):
+        with pytest.raises(ConfigError, match=r"egress:teams\[b\].port: Input should be (greater|less) than"):
+            config.parse({"platform": {}, "teams": [{"name": "b", "namespace": "team-b", "port": port}]})
+    with pytest.raises(ConfigError, match=r"egress:teams\[b\].port: Field required"):
+        config.parse({"platform": {}, "teams": [{"name": "b", "namespace": "team-b"}]})
 
 
 def test_approvals_name_registered_teams_and_addresses() -> None:
@@ -208,7 +221,7 @@ def test_approvals_name_registered_teams_and_addresses() -> None:
     approval |= {"approvedBy": "s@corp.example", "expires": "2027-01-01"}
     with pytest.raises(ConfigError, match=r"egress:approvals\[a.example\].teams: team 'ghost' is not in egress:teams"):
         config.parse({"platform": {}, "approvals": [approval]})
-    teams = [{"name": "ghost", "namespace": "team-ghost"}]
+    teams = [{"name": "ghost", "namespace": "team-ghost", "port": 10001}]
     with pytest.raises(ConfigError, match=r"egress:approvals\[a.example\].addresses: 'nope' is not an IP address"):
         config.parse({"platform": {}, "teams": teams, "approvals": [approval | {"addresses": ["nope"]}]})
 
@@ -326,7 +339,10 @@ def _approval(**over: Any) -> dict[str, Any]:
 
 
 def test_production_approvals_are_stricter() -> None:
-    prod = {"platform": {**STAGING, "environment": "prod"}, "teams": [{"name": "research", "namespace": "team-r"}]}
+    prod = {
+        "platform": {**STAGING, "environment": "prod"},
+        "teams": [{"name": "research", "namespace": "team-r", "port": 10002}],
+    }
     config.parse({**prod, "approvals": [_approval()]})
     with pytest.raises(ConfigError, match=r"approvals\[api.openai.com\].allowFailOpen: production approvals never"):
         config.parse({**prod, "approvals": [_approval(allowFailOpen=True)]})
@@ -338,7 +354,7 @@ def test_production_approvals_are_stricter() -> None:
 
 
 def test_a_platform_grants_only_the_approvals_of_its_environment() -> None:
-    teams = [{"name": "research", "namespace": "team-r"}]
+    teams = [{"name": "research", "namespace": "team-r", "port": 10002}]
     approvals = [
         _approval(host="a.example", environments=["dev"]),
         _approval(host="b.example", environments=["staging"]),

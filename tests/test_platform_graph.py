@@ -30,6 +30,8 @@ def _build(check: Callable[[mockgraph.Graph], None], raw: dict[str, Any] | None 
     return pulumi.Output.all(*urns).apply(lambda _: check(GRAPH))
 
 
+DEV_TEAMS = ("ml", "research", "payments")
+
 # Provider-implemented components: resources of the plan like any other.
 REMOTE_COMPONENTS = {"kubernetes:yaml/v2:ConfigFile", "kubernetes:helm.sh/v4:Chart"}
 
@@ -56,7 +58,21 @@ EXPECTED_DEPS: dict[str, set[str]] = {
         "kyverno-authz-webhook-cert",
     },
     "egress-gateway-namespace": {"istio-istiod", "istio-cni", "istio-ztunnel"},
-    "egress-gateway-gateway": {"egress-gateway-namespace", "gateway-api-standard", "kgateway-controller"},
+    "egress-gateway-gateway": {
+        "egress-gateway-namespace",
+        "gateway-api-standard",
+        "kgateway-controller",
+        "egress-gateway-peerauthentication-egress-gateway-strict-mtls",
+        "egress-gateway-authorizationpolicy-egress-gateway-team-ports",
+    },
+    **{
+        f"egress-gateway-{kind}-{name}": {"egress-gateway-namespace", "istio-base", "istio-istiod"}
+        for kind, name in (
+            ("peerauthentication", "egress-gateway-strict-mtls"),
+            ("authorizationpolicy", "egress-gateway-team-ports"),
+        )
+    },
+    **{f"egress-gateway-listeners-{t}": {"egress-gateway-namespace", "gateway-api-standard"} for t in DEV_TEAMS},
     "egress-gateway-access-log": {"egress-gateway-namespace", "kgateway-crds"},
     "egress-admission-clusterpolicy": {"kyverno-release"},
     # The registry admission reads carries the Ollama container's address (approved at deploy time).
@@ -93,7 +109,7 @@ EXPECTED_DEPS: dict[str, set[str]] = {
 
 # Every team of the registry: its namespace after the mesh, the rest in it; its identity in the
 # platform's namespace of identities.
-for _team in ("ml", "research", "payments"):
+for _team in DEV_TEAMS:
     _ns = f"tenants-{_team}-namespace"
     EXPECTED_DEPS.update(
         {
@@ -145,10 +161,15 @@ def test_longest_chain_is_seven_waits_ending_with_a_routes_policy_then_the_route
         path = longest_chain(g)
         # e.g. kind -> provider -> Istio CRDs -> ztunnel/cni/istiod ready -> enrolled namespace -> a route's
         # TrafficPolicy -> the route (admission wants its authorization first); Kyverno's branch
-        # (release -> registry -> admission policy) is as long.
+        # (release -> registry -> admission policy) and the gateway's (enrolled namespace -> ztunnel's
+        # policy on its pods -> the Gateway) are as long.
         assert len(path) == 7, path
         assert path[:2] == ["cluster-kind", "cluster-provider"], path
-        assert path[5:] == ["team-ml-ollama-trafficpolicy", "team-ml-ollama-httproute"], path
+        assert path[5:] in (
+            ["team-ml-ollama-trafficpolicy", "team-ml-ollama-httproute"],
+            ["egress-gateway-authorizationpolicy-egress-gateway-team-ports", "egress-gateway-gateway"],
+            ["egress-gateway-peerauthentication-egress-gateway-strict-mtls", "egress-gateway-gateway"],
+        ), path
 
     return _build(check)
 
@@ -290,7 +311,7 @@ def test_platform_outputs_name_what_a_person_uses() -> None:
     assert "-H 'x-force-authorized: true'" in cmds["allowed"]
     assert "x-force-authorized" not in cmds["denied"]
     assert cmds["retries"].startswith("docker pause egress-ollama && ")
-    assert f"http://{names.gateway_address()}/" in cmds["allowed"]
+    assert f"http://{names.gateway_address()}:10001/" in cmds["allowed"]  # the team's own listener
 
 
 def test_authz_deployment_gets_one_directory_per_policy_source_default_deny_last() -> None:
@@ -303,8 +324,10 @@ def test_authz_deployment_gets_one_directory_per_policy_source_default_deny_last
             }
         },
     }
-    patched = authz.mount_policies(deployment)
+    patched = authz.mount_policies(deployment, "digest-1")
     assert patched is not None
+    # The policies' digest on the pod template: a changed policy file (a team added) rolls the server.
+    assert patched["spec"]["template"]["metadata"]["annotations"] == {authz.POLICIES_DIGEST_ANNOTATION: "digest-1"}
     pod = patched["spec"]["template"]["spec"]
     assert [v["configMap"]["name"] for v in pod["volumes"]] == ["egress-authz-policy", "egress-authz-default"]
     mounts = [m["mountPath"] for m in pod["containers"][0]["volumeMounts"]]
@@ -312,7 +335,11 @@ def test_authz_deployment_gets_one_directory_per_policy_source_default_deny_last
     external = authz.chart_values("crt", "key")["config"]["sources"]["external"]
     assert external == [f"file://{d}" for d in mounts]  # the server evaluates sources in flag order
     other = {"kind": "Deployment", "spec": {"template": {"metadata": {"labels": {"app": "webhook"}}}}}
-    assert authz.mount_policies(other) is None
+    assert authz.mount_policies(other, "digest-1") is None
+    one, two = ({10001: "team-ml"}, {10001: "team-ml", 10002: "team-research"})
+    assert authz.policies_digest(authz.platform_configmaps(one)) != authz.policies_digest(
+        authz.platform_configmaps(two)
+    )
 
 
 @pytest.mark.parametrize("kind_name", ["egress-dev"])

@@ -196,7 +196,7 @@ def test_budgets_keep_within_the_approvals_ceiling(budget: Any, problem: str | N
     assert _run(pack.budgets_within_approvals, StackValidationArgs(_path_resources(False, False, budget))) == []
 
 
-@pytest.mark.parametrize("cm", authz.platform_configmaps(), ids=lambda cm: cm["metadata"]["name"])
+@pytest.mark.parametrize("cm", authz.platform_configmaps({10001: "team-ml"}), ids=lambda cm: cm["metadata"]["name"])
 def test_authz_policy_files_fail_closed(cm: dict[str, Any]) -> None:
     assert _run(pack.fail_closed_authz_policies, _args(pack.CONFIG_MAP, cm)) == []
     bad = copy.deepcopy(cm)

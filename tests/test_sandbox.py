@@ -60,7 +60,9 @@ def test_sandbox_scenarios_hold(stack: str) -> None:
     for name in (
         "owner allowed",
         "denied without the headers",
-        "another team's identity, right headers",
+        "another team's port",
+        "this route's context from another team's port",
+        "negative control, principal-based policy",
         "route context with another host",
         "unknown host, direct Check, default deny",
         "kubelet ConfigMap layout",
@@ -81,7 +83,7 @@ def test_summary_never_claims_all_passed_when_something_did_not_run() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.splitlines()
     assert [line for line in lines if line.startswith("NOT RUN")]
-    assert lines[-1].startswith("sandbox: ") and "all" not in lines[-1] and "6 not run" in lines[-1], lines[-1]
+    assert lines[-1].startswith("sandbox: ") and "all" not in lines[-1] and "7 not run" in lines[-1], lines[-1]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
@@ -133,14 +135,20 @@ def _objects(stack: str) -> list[dict[str, object]]:
     return stack_objects(cfg, dt.date(2026, 11, 26), list(load_stack(ROOT / "Pulumi.dev.yaml").approvals)).all()
 
 
+def _listener(stack: str, team: str) -> dict[str, Any]:
+    entry = next(t for t in load_stack(ROOT / stack).teams if t.name == team)
+    return gateway.team_listener_set(entry)
+
+
 def test_envoy_routes_mirror_the_objects() -> None:
     objs = _objects("Pulumi.dev.yaml")
-    (route,) = envoy_config.resolve(objs, gateway.egress_gateway(), names.GATEWAY_LISTENER)
+    ml = _listener("Pulumi.dev.yaml", "ml")
+    (route,) = envoy_config.resolve(objs, ml, names.TEAM_LISTENER)
     tp = route.traffic_policy
     assert tp is not None and route.extension is not None
     vhost = envoy_config.virtual_host(route)
     action = vhost["routes"][0]["route"]
-    assert vhost["domains"] == ["ollama.external", "ollama.external:*"]
+    assert vhost["domains"] == ["ollama.external"]
     assert action["cluster"] == "serviceentry_team-ml_egress-ollama_11434"
     assert action["timeout"] == "30s"
     assert action["retry_policy"] == {
@@ -149,9 +157,7 @@ def test_envoy_routes_mirror_the_objects() -> None:
         "per_try_timeout": "10s",
         "retriable_status_codes": [503, 504],
     }
-    per_route = vhost["routes"][0]["typed_per_filter_config"][
-        "envoy.filters.http.ext_authz/team-ml/egress-ollama-authz"
-    ]
+    per_route = vhost["routes"][0]["typed_per_filter_config"]["ext_auth/team-ml/egress-ollama-authz"]
     context = per_route["config"]["check_settings"]["context_extensions"]
     assert context == tp["spec"]["extAuth"]["contextExtensions"]
     assert context[authz.CTX_NAMESPACE] == "team-ml" and context[authz.CTX_HOST] == "ollama.external"
@@ -161,10 +167,10 @@ def test_envoy_routes_mirror_the_objects() -> None:
         filt["typed_config"]["grpc_service"]["envoy_grpc"]["cluster_name"]
         == "service_kyverno-authz_kyverno-authz-server_9081"
     )
-    opened = envoy_config.resolve(envoy_config.with_fail_open(objs), gateway.egress_gateway(), names.GATEWAY_LISTENER)
+    opened = envoy_config.resolve(envoy_config.with_fail_open(objs), ml, names.TEAM_LISTENER)
     assert opened[0].extension is not None
     assert envoy_config.ext_authz_filter(opened[0].extension)["typed_config"]["failure_mode_allow"] is True
-    plain = envoy_config.resolve(envoy_config.without_ext_auth(objs), gateway.egress_gateway(), names.GATEWAY_LISTENER)
+    plain = envoy_config.resolve(envoy_config.without_ext_auth(objs), ml, names.TEAM_LISTENER)
     plain_route = envoy_config.virtual_host(plain[0])["routes"][0]
     assert plain[0].extension is None and list(plain_route["typed_per_filter_config"]) == [
         envoy_config.LOCAL_RATE_LIMIT
@@ -182,11 +188,26 @@ def test_envoy_routes_mirror_the_objects() -> None:
     ]
 
 
-def test_only_routes_attached_to_the_gateway_listener_are_served() -> None:
+def test_only_routes_attached_to_the_teams_own_listener_are_served() -> None:
     objs = _objects("Pulumi.team-payments.yaml")
-    gw = gateway.egress_gateway()
-    assert len(envoy_config.resolve(objs, gw, names.GATEWAY_LISTENER)) == 2
-    assert envoy_config.resolve(objs, gw, "another-listener") == []
+    own = _listener("Pulumi.dev.yaml", "payments")
+    assert len(envoy_config.resolve(objs, own, names.TEAM_LISTENER)) == 2
+    assert envoy_config.resolve(objs, own, "another-listener") == []
+    # Another team's listener, and the Gateway's own: nothing of this team attaches there.
+    assert envoy_config.resolve(objs, _listener("Pulumi.dev.yaml", "research"), names.TEAM_LISTENER) == []
+    assert envoy_config.resolve(objs, gateway.egress_gateway(), names.GATEWAY_LISTENER) == []
+
+
+def test_a_route_naming_another_teams_listener_is_not_attached_there() -> None:
+    """Gateway API attachment: the listener admits routes of its team's namespace only (by name)."""
+    objs = _objects("Pulumi.team-payments.yaml")
+    research = _listener("Pulumi.dev.yaml", "research")
+    for o in objs:
+        if o["kind"] == "HTTPRoute":
+            o["spec"]["parentRefs"][0]["name"] = research["metadata"]["name"]
+    assert envoy_config.resolve(objs, research, names.TEAM_LISTENER) == []
+    assert envoy_config.admits(research, names.TEAM_LISTENER, "team-research")
+    assert not envoy_config.admits(research, names.TEAM_LISTENER, "team-payments")
 
 
 def test_durations_translate_to_protobuf_json() -> None:

@@ -75,6 +75,9 @@ def test_kinds_covered(index: SchemaIndex) -> None:
         "ReferenceGrant",
         "ValidatingPolicy",
         "ClusterPolicy",
+        "ListenerSet",
+        "AuthorizationPolicy",
+        "PeerAuthentication",
     } <= kinds
 
 

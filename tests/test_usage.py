@@ -36,10 +36,11 @@ from components.usage import (
 from .conftest import ROOT
 
 STACKS = ["Pulumi.dev.yaml", "Pulumi.team-research.yaml", "Pulumi.team-payments.yaml"]
-RESEARCH = "spiffe://cluster.local/ns/team-research/sa/default"
-PAYMENTS = "spiffe://cluster.local/ns/team-payments/sa/fraud-scoring"
-ML = "spiffe://cluster.local/ns/team-ml/sa/default"
-ROGUE = "spiffe://cluster.local/ns/rogue/sa/default"
+# Who called is the listener the request arrived on (Pulumi.dev.yaml's egress:teams).
+RESEARCH = "10002"
+PAYMENTS = 10003  # Envoy writes the port as a number or a string
+ML = "10001"
+ROGUE = "80"  # the Gateway's own listener: no team's
 OPENAI = "api.openai.com:443"
 MODELS = "models.partner.example:8080"
 LEDGER = "ledger.partner.example:8080"
@@ -49,10 +50,10 @@ Value = int | str | None
 RESET = "upstream_reset_before_response_started{remote_connection_failure}"
 
 
-def entry(caller: str, authority: str, code: Value, details: str, attempts: Value, ms: Value, flags: str = "-") -> str:
+def entry(port: Value, authority: str, code: Value, details: str, attempts: Value, ms: Value, flags: str = "-") -> str:
     """An access-log line as the gateway writes it: every field of its format, "-" where not given."""
     fields = {
-        "caller": caller,
+        "listener_port": port,
         "authority": authority,
         "response_code": code,
         "response_code_details": details,
@@ -147,11 +148,13 @@ def test_an_upstream_429_is_an_allowed_4xx_not_a_rate_limit() -> None:
 
 
 def test_absent_values_and_numbers_as_strings() -> None:
-    parsed = parse_line(json.dumps({"response_code": "0", "caller": None, "response_flags": None, "duration_ms": "-"}))
+    parsed = parse_line(
+        json.dumps({"response_code": "0", "listener_port": None, "response_flags": None, "duration_ms": "-"})
+    )
     assert parsed is not None
-    assert (parsed.code, parsed.caller, parsed.flags, parsed.attempts, parsed.duration_ms) == (
+    assert (parsed.code, parsed.port, parsed.flags, parsed.attempts, parsed.duration_ms) == (
         0,
-        "",
+        None,
         frozenset(),
         0,
         None,
@@ -159,7 +162,7 @@ def test_absent_values_and_numbers_as_strings() -> None:
     assert parsed.outcome is Outcome.OTHER_LOCAL
 
 
-@pytest.mark.parametrize("line", ["not json", "[1, 2]", '"text"', "{}", '{"caller": "x"}'])
+@pytest.mark.parametrize("line", ["not json", "[1, 2]", '"text"', "{}", '{"listener_port": 10001}'])
 def test_a_line_that_is_not_an_entry_is_none(line: str) -> None:
     assert parse_line(line) is None
 
@@ -239,8 +242,8 @@ def test_table_lines_up_and_says_what_was_skipped(report: Report) -> None:
 
 def test_only_the_platform_registry_says_whose_namespace_it_is() -> None:
     registry = load_registry([ROOT / "Pulumi.team-payments.yaml"])
-    assert registry.team_of(RESEARCH) == "research"
-    assert registry.team_of("spiffe://cluster.local/ns/team-research/sa/default/extra") == UNKNOWN_TEAM
+    assert registry.team_of(10002) == "research"
+    assert registry.team_of(10009) == UNKNOWN_TEAM and registry.team_of(None) == UNKNOWN_TEAM
     assert registry.destination_of("payments", "ledger.partner.example") == "ledger"
     assert registry.destination_of("research", "ledger.partner.example") == "ledger.partner.example"
 

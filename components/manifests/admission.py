@@ -170,6 +170,8 @@ def registry_configmap(
         "metadata": names.metadata(names.REGISTRY_CONFIGMAP, names.REGISTRY_NAMESPACE),
         "data": {
             "namespaces.json": json.dumps({t.namespace: t.name for t in teams}, sort_keys=True),
+            # namespace -> the ListenerSet of the team's own listener (its routes attach there only)
+            "listeners.json": json.dumps({t.namespace: names.team_listener_set(t.name) for t in teams}, sort_keys=True),
             "approvals.json": json.dumps(entries, sort_keys=True),
         },
     }
@@ -313,9 +315,14 @@ def route_policy() -> Obj:
     routes only for the team's approved hosts and only to its own ServiceEntries; every policy on a
     route carries the platform's external authorization with the route's own namespace as context;
     extensions only call the platform's authz server, and fail open only where security approved it."""
-    gw_parent = (
-        f'object.spec.?parentRefs.orValue([]).exists(p, p.name == "{names.GATEWAY_NAME}" && '
-        f'p.?namespace.orValue({_NS}) == "{names.GATEWAY_NAMESPACE}")'
+    # Every parent of a team's route is its own listener (the rule below), so a route with a parent is
+    # on the egress gateway.
+    gw_parent = "object.spec.?parentRefs.orValue([]).size() > 0"
+    own_listener = (
+        'object.spec.?parentRefs.orValue([]).all(p, p.?group.orValue("gateway.networking.k8s.io") == '
+        '"gateway.networking.k8s.io" && p.?kind.orValue("Gateway") == "ListenerSet" && '
+        f'p.name == variables.listener && p.?namespace.orValue({_NS}) == "{names.GATEWAY_NAMESPACE}" && '
+        f'p.?sectionName.orValue("") == "{names.TEAM_LISTENER}" && !has(p.port))'
     )
     route_policies = (
         'variables.policies.filter(tp, tp.spec.?targetRefs.orValue([]).exists(t, t.kind == "HTTPRoute" && '
@@ -357,6 +364,13 @@ def route_policy() -> Obj:
                     "name": "failOpenHosts",
                     "expression": "variables.approvals.filter(a, a.?allowFailOpen.orValue(false)).map(a, a.host)",
                 },
+                {
+                    "name": "listener",
+                    "expression": (
+                        'variables.registry == null ? "" : string(json.unmarshal(variables.registry.data'
+                        f'[?"listeners.json"].orValue("{{}}"))[?{_NS}].orValue(""))'
+                    ),
+                },
                 {"name": "routes", "expression": _list(GATEWAY_API, "httproutes")},
                 {"name": "policies", "expression": _list(KGATEWAY_API, "trafficpolicies")},
                 {
@@ -368,7 +382,14 @@ def route_policy() -> Obj:
             "validations": [
                 _rule(
                     "HTTPRoute",
-                    f"!{gw_parent} || (object.spec.?hostnames.orValue([]).size() > 0 && "
+                    f'variables.listener != "" && {own_listener}',
+                    f"'a route in a team namespace attaches only to its team\\'s own listener (ListenerSet "
+                    f"{names.GATEWAY_NAMESPACE}/' + variables.listener + "
+                    f"', sectionName {names.TEAM_LISTENER}, no port)' + " + team,
+                ),
+                _rule(
+                    "HTTPRoute",
+                    f"!({gw_parent}) || (object.spec.?hostnames.orValue([]).size() > 0 && "
                     "object.spec.hostnames.all(h, variables.approvals.exists(a, a.host == h)))",
                     "'a route on the egress gateway names only hosts approved for its team; got ' + "
                     f"object.spec.?hostnames.orValue([]).join(',') + {team}",
@@ -402,7 +423,7 @@ def route_policy() -> Obj:
                 ),
                 _rule(
                     "HTTPRoute",
-                    f"!{gw_parent} || {route_policies}.exists(tp, has(tp.spec.extAuth) && "
+                    f"!({gw_parent}) || {route_policies}.exists(tp, has(tp.spec.extAuth) && "
                     "has(tp.spec.extAuth.extensionRef))",
                     "'a route on the egress gateway needs its TrafficPolicy with external authorization first'",
                 ),

@@ -6,18 +6,22 @@ What a destination requires travels as data, not as policy code: each destinatio
 carries it in `extAuth.contextExtensions` (`route_context`), kgateway pushes that into Envoy's
 per-route ext_authz settings, and Envoy sends it with every Check as
 `attributes.context_extensions`. The policy never changes when a team adds, changes or removes a
-destination, so the authz server, which reads its files once, never needs a restart, and no team
-writes into the authz namespace.
+destination, and no team writes into the authz namespace. It holds one platform fact: which team's
+namespace owns which listener port. When the platform's teams change, the policy's digest on the
+server's pod template rolls the server (it reads its files once).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..settings import names
-from ..settings.config import Destination, Team
+from ..settings.config import Destination, Team, TeamEntry
 from .kinds import AUTHZ_POLICY_API, REFERENCE_GRANT_API, Obj
 from .yamltext import dump_one
 
@@ -68,39 +72,59 @@ def _ctx(key: str) -> str:
 
 _HEADER = f"object.attributes.request.http.headers[?k.substring({len(CTX_HEADER_PREFIX)})].orValue({_cel('')})"
 
-# (name, CEL): the generic policy's variables, in evaluation order.
-_VARIABLES: list[tuple[str, str]] = [
-    ("route", "object.attributes.context_extensions"),
-    # The caller's mesh identity: spiffe://<trust domain>/ns/<namespace>/sa/<service account>.
-    ("principal", "object.attributes.source.principal"),
-    ("caller", f"variables.principal.split({_cel('/')})"),
-    (
-        "fromOwner",
-        f"variables.principal.startsWith({_cel('spiffe://')}) && size(variables.caller) == 7"
-        f" && variables.caller[2] != {_cel('')} && variables.caller[3] == {_cel('ns')}"
-        f" && variables.caller[5] == {_cel('sa')} && variables.caller[6] != {_cel('')}"
-        f" && variables.caller[4] != {_cel('')} && variables.caller[4] == {_ctx(CTX_NAMESPACE)}",
-    ),
-    (
-        "toHost",
-        f"object.attributes.request.http.host.split({_cel(':')})[0].lowerAscii() == {_ctx(CTX_HOST)}"
-        f" && {_ctx(CTX_HOST)} != {_cel('')}",
-    ),
-    (
-        "withHeaders",
-        f"variables.route.all(k, !k.startsWith({_cel(CTX_HEADER_PREFIX)})"
-        f' || ({_HEADER} != {_cel("")} && {_HEADER} in variables.route[k].split("\\n")))',
-    ),
-]
+
+def listener_owners(teams: Sequence[TeamEntry]) -> dict[int, str]:
+    """Each team listener's port -> the namespace that owns it (the platform's `egress:teams`)."""
+    return {t.port: t.namespace for t in teams}
 
 
-def destination_policy() -> Obj:
+def _owners_literal(owners: Mapping[int, str]) -> str:
+    """The port -> namespace map as a CEL map literal (ports as strings; namespaces are DNS labels)."""
+    return "{" + ", ".join(f"{_cel(str(port))}: {_cel(ns)}" for port, ns in sorted(owners.items())) + "}"
+
+
+# Who called. In ambient, ztunnel ends the mesh's mTLS before the gateway and hands kgateway's Envoy
+# plain TCP: Envoy fills `source.principal` only from a downstream TLS peer certificate (envoy
+# source/extensions/filters/common/ext_authz/check_request_utils.cc, setAttrContextPeer), so there is
+# none here. What does arrive is the port the connection came in on (`destination.address`, the
+# listener's own port): ztunnel lets only the team's namespace connect to the team's port (the
+# platform's AuthorizationPolicy, manifests/mesh.py), and only the team's routes attach to its
+# listener (Gateway API allowedRoutes by namespace name, and admission).
+_PORT = "string(object.attributes.destination.address.socket_address.port_value)"
+
+
+def _variables(owners: Mapping[int, str]) -> list[tuple[str, str]]:
+    """(name, CEL): the generic policy's variables, in evaluation order."""
+    return [
+        ("route", "object.attributes.context_extensions"),
+        ("listeners", _owners_literal(owners)),
+        # The namespace whose listener the request arrived on ("" for a port no team owns).
+        ("arrivedFor", f"variables.listeners[?{_PORT}].orValue({_cel('')})"),
+        (
+            "fromOwner",
+            f"variables.arrivedFor != {_cel('')} && variables.arrivedFor == {_ctx(CTX_NAMESPACE)}",
+        ),
+        (
+            "toHost",
+            f"object.attributes.request.http.host.split({_cel(':')})[0].lowerAscii() == {_ctx(CTX_HOST)}"
+            f" && {_ctx(CTX_HOST)} != {_cel('')}",
+        ),
+        (
+            "withHeaders",
+            f"variables.route.all(k, !k.startsWith({_cel(CTX_HEADER_PREFIX)})"
+            f' || ({_HEADER} != {_cel("")} && {_HEADER} in variables.route[k].split("\\n")))',
+        ),
+    ]
+
+
+def destination_policy(owners: Mapping[int, str]) -> Obj:
     """The one Envoy-mode ValidatingPolicy for every destination of every team.
 
     It abstains for a request without an egress route's context (the default deny, in the last
-    source, decides those) and otherwise allows only when the caller is a workload of the route's
-    owning namespace, the host is the route's host, and every required header carries one of its
-    allowed values; else it denies with the route's message.
+    source, decides those) and otherwise allows only when the request arrived on the listener of the
+    route's owning namespace (`owners`: port -> namespace, the platform's), the host is the route's
+    host, and every required header carries one of its allowed values; else it denies with the
+    route's message.
     """
     return {
         "apiVersion": AUTHZ_POLICY_API,
@@ -115,7 +139,7 @@ def destination_policy() -> Obj:
                     "expression": f"{_cel(CTX_DESTINATION)} in object.attributes.context_extensions",
                 }
             ],
-            "variables": [{"name": n, "expression": e} for n, e in _VARIABLES],
+            "variables": [{"name": n, "expression": e} for n, e in _variables(owners)],
             "validations": [
                 {
                     "expression": (
@@ -164,17 +188,25 @@ def _configmap(name: str, file_name: str, policy: Obj) -> Obj:
     }
 
 
-def destination_configmap() -> Obj:
-    return _configmap(DESTINATION_CONFIGMAP, DESTINATION_POLICY_FILE, destination_policy())
+def destination_configmap(owners: Mapping[int, str]) -> Obj:
+    return _configmap(DESTINATION_CONFIGMAP, DESTINATION_POLICY_FILE, destination_policy(owners))
 
 
 def default_deny_configmap() -> Obj:
     return _configmap(DEFAULT_DENY_CONFIGMAP, names.DEFAULT_DENY_FILE, default_deny_policy())
 
 
-def platform_configmaps() -> list[Obj]:
-    """The platform's policy ConfigMaps, in source order (the default deny last)."""
-    return [destination_configmap(), default_deny_configmap()]
+def platform_configmaps(owners: Mapping[int, str]) -> list[Obj]:
+    """The platform's policy ConfigMaps, in source order (the default deny last). `owners`: each team
+    listener's port -> its namespace (listener_owners)."""
+    return [destination_configmap(owners), default_deny_configmap()]
+
+
+def policies_digest(configmaps: Sequence[Obj]) -> str:
+    """A digest of the policy files: on the server's pod template, so a changed file (a team added,
+    say) rolls the server, which reads its files once."""
+    text = json.dumps([cm["data"] for cm in configmaps], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -208,8 +240,12 @@ def source_of(configmap: Obj) -> PolicySource:
     return next(s for s in POLICY_SOURCES if s.configmap == configmap["metadata"]["name"])
 
 
-def mount_policies(deployment: Obj) -> Obj | None:
-    """The authz server Deployment with one directory per policy source; None for other Deployments.
+POLICIES_DIGEST_ANNOTATION = "egress.corp/authz-policies"
+
+
+def mount_policies(deployment: Obj, digest: str) -> Obj | None:
+    """The authz server Deployment with one directory per policy source and the policies' digest on
+    its pod template (policies_digest); None for other Deployments.
 
     The 0.4.0 chart has no values for extra volumes, so the program patches its Deployment.
     """
@@ -217,6 +253,8 @@ def mount_policies(deployment: Obj) -> Obj | None:
     if template.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component") != "authz-server":
         return None
     out: Obj = copy.deepcopy(deployment)
+    meta = out["spec"]["template"].setdefault("metadata", {})
+    meta["annotations"] = {**meta.get("annotations", {}), POLICIES_DIGEST_ANNOTATION: digest}
     pod = out["spec"]["template"]["spec"]
     pod["volumes"] = [
         *pod.get("volumes", []),

@@ -10,6 +10,7 @@ from ..settings import names
 from ..settings.config import MIN_FILL_MS, Approval, Budget, Destination, Team, duration_ms
 from . import approvals as approval_registry
 from .authz import route_context
+from .gateway import team_parent_ref
 from .kinds import GATEWAY_API, KGATEWAY_API, SERVICE_ENTRY_API, Obj
 
 
@@ -53,21 +54,14 @@ def service_entry(
 
 
 def http_route(team: Team, dest: Destination) -> Obj:
-    """Route on the shared egress Gateway: requests for the host go to the ServiceEntry."""
+    """Route on the team's own listener of the shared egress Gateway: requests for the host go to the
+    ServiceEntry."""
     return {
         "apiVersion": GATEWAY_API,
         "kind": "HTTPRoute",
         "metadata": names.metadata(resource_name(dest), team.namespace, team.name, dest.name),
         "spec": {
-            "parentRefs": [
-                {
-                    "group": "gateway.networking.k8s.io",
-                    "kind": "Gateway",
-                    "name": names.GATEWAY_NAME,
-                    "namespace": names.GATEWAY_NAMESPACE,
-                    "sectionName": names.GATEWAY_LISTENER,
-                }
-            ],
+            "parentRefs": [team_parent_ref(team.name)],
             "hostnames": [dest.host],
             "rules": [
                 {

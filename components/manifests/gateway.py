@@ -1,9 +1,17 @@
-"""The shared egress gateway's objects: its namespace (ambient), the Gateway and its JSON access log."""
+"""The shared egress gateway's objects: its namespace (ambient), the Gateway, its JSON access log, a
+listener per team (ListenerSets), and the mesh's policies on its pods (manifests/mesh.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..settings import names
+from ..settings.config import TeamEntry
+from . import mesh
 from .kinds import GATEWAY_API, KGATEWAY_API, Obj
+
+# Set by the API server on every namespace to its name; nobody can change it.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 # Fields of the gateway's JSON access log (Envoy command operators).
 ACCESS_LOG_FORMAT: dict[str, str] = {
@@ -24,8 +32,9 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
     "bytes_sent": "%BYTES_SENT%",
     "user_agent": "%REQ(USER-AGENT)%",
     "request_id": "%REQ(X-REQUEST-ID)%",
-    # The caller's mesh identity (spiffe://<trust domain>/ns/<namespace>/sa/<account>): who called.
-    "caller": "%DOWNSTREAM_PEER_URI_SAN%",
+    # The listener's port the request arrived on: each team has its own (egress:teams), so who called.
+    # (No peer certificate reaches the gateway in ambient: ztunnel ends the mesh's mTLS before it.)
+    "listener_port": "%DOWNSTREAM_LOCAL_PORT%",
     "route_name": "%ROUTE_NAME%",
 }
 
@@ -37,28 +46,68 @@ def gateway_namespace() -> Obj:
 
 
 def egress_gateway() -> Obj:
-    """The one exit: an HTTP listener that accepts routes from team namespaces only."""
+    """The one exit. Its own listener admits no route (only from the gateway's namespace, where no
+    route is ever made; Gateway API requires one listener); every team listener is a ListenerSet of
+    the gateway's namespace (the platform's), one per team."""
     return {
         "apiVersion": GATEWAY_API,
         "kind": "Gateway",
         "metadata": names.metadata(names.GATEWAY_NAME, names.GATEWAY_NAMESPACE),
         "spec": {
             "gatewayClassName": names.GATEWAY_CLASS,
+            "allowedListeners": {"namespaces": {"from": "Same"}},
             "listeners": [
                 {
                     "name": names.GATEWAY_LISTENER,
                     "protocol": "HTTP",
                     "port": names.GATEWAY_PORT,
                     "allowedRoutes": {
+                        "namespaces": {"from": "Same"},
+                        "kinds": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}],
+                    },
+                }
+            ],
+        },
+    }
+
+
+def team_listener_set(team: TeamEntry) -> Obj:
+    """The team's own listener on the shared gateway: plain HTTP on the port the platform assigned
+    (ztunnel ends the mesh's mTLS before Envoy), routes only from the team's namespace, chosen by
+    `kubernetes.io/metadata.name`, which the API server sets to the namespace's name and nobody can
+    change (a label a namespace owner sets could claim another team's listener)."""
+    return {
+        "apiVersion": GATEWAY_API,
+        "kind": "ListenerSet",
+        "metadata": names.metadata(names.team_listener_set(team.name), names.GATEWAY_NAMESPACE, team.name),
+        "spec": {
+            "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": names.GATEWAY_NAME},
+            "listeners": [
+                {
+                    "name": names.TEAM_LISTENER,
+                    "protocol": "HTTP",
+                    "port": team.port,
+                    "allowedRoutes": {
                         "namespaces": {
                             "from": "Selector",
-                            "selector": {"matchExpressions": [{"key": names.TEAM_LABEL, "operator": "Exists"}]},
+                            "selector": {"matchLabels": {NAMESPACE_NAME_LABEL: team.namespace}},
                         },
                         "kinds": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}],
                     },
                 }
             ],
         },
+    }
+
+
+def team_parent_ref(team: str) -> Obj:
+    """Where a team's HTTPRoutes attach: its own listener, and no other."""
+    return {
+        "group": "gateway.networking.k8s.io",
+        "kind": "ListenerSet",
+        "name": names.team_listener_set(team),
+        "namespace": names.GATEWAY_NAMESPACE,
+        "sectionName": names.TEAM_LISTENER,
     }
 
 
@@ -79,6 +128,13 @@ def access_log_policy() -> Obj:
     }
 
 
-def gateway_objects() -> list[Obj]:
-    """Objects of the shared egress gateway, in creation order."""
-    return [gateway_namespace(), egress_gateway(), access_log_policy()]
+def gateway_objects(teams: Sequence[TeamEntry]) -> list[Obj]:
+    """Objects of the shared egress gateway, in creation order: namespace, Gateway, access log, then
+    per team its ListenerSet, then the mesh's policies on the gateway's pods."""
+    return [
+        gateway_namespace(),
+        egress_gateway(),
+        access_log_policy(),
+        *(team_listener_set(t) for t in teams),
+        *mesh.mesh_objects(teams),
+    ]

@@ -13,15 +13,16 @@ def namespace(team: Team) -> Obj:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
-def network_policy(team: Team) -> Obj:
-    """Pods of the team may reach only cluster DNS and the egress gateway: nothing bypasses it.
+def network_policy(team: Team, port: int) -> Obj:
+    """Pods of the team may reach only cluster DNS and the egress gateway on the team's own listener
+    port: nothing bypasses the gateway.
 
     In ambient mode ztunnel carries pod traffic to the gateway over HBONE (15008), so that port
-    is allowed next to the gateway's listener port.
+    is allowed next to the team's listener port (ztunnel then refuses any other inner port).
     """
     gateway_peer = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": names.GATEWAY_NAMESPACE}},
-        "podSelector": {"matchLabels": {"gateway.networking.k8s.io/gateway-name": names.GATEWAY_NAME}},
+        "podSelector": {"matchLabels": {names.GATEWAY_POD_LABEL: names.GATEWAY_NAME}},
     }
     dns_peer = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
@@ -42,7 +43,7 @@ def network_policy(team: Team) -> Obj:
                 {
                     "to": [gateway_peer],
                     "ports": [
-                        {"protocol": "TCP", "port": names.GATEWAY_PORT},
+                        {"protocol": "TCP", "port": port},
                         {"protocol": "TCP", "port": names.HBONE_PORT},
                     ],
                 },

@@ -111,8 +111,8 @@ def stack_objects(
     if cfg.platform is None:
         return StackObjects(team=team)
     return StackObjects(
-        gateway=gateway.gateway_objects(),
-        authz=authz.platform_configmaps(),
+        gateway=gateway.gateway_objects(cfg.teams),
+        authz=authz.platform_configmaps(authz.listener_owners(cfg.teams)),
         admission=[
             admission.cluster_policy(),
             admission.registry_policy(),

@@ -118,7 +118,7 @@ def tenant_objects(entry: TeamEntry) -> list[Obj]:
     team = Team(name=entry.name, namespace=entry.namespace)
     return [
         namespace.namespace(team),
-        namespace.network_policy(team),
+        namespace.network_policy(team, entry.port),
         authz.reference_grant(team),
         service_account(team),
         token_secret(team),

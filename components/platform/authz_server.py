@@ -3,7 +3,8 @@
 Two ConfigMaps, two directories, two policy sources in this order: the one generic destination
 policy, then the default deny (the server allows what no policy decides). What each destination
 requires reaches the server with each request (the route's context), so no team writes here and
-the server never needs a restart when destinations change.
+the server never needs a restart when destinations change; when the platform's teams change, the
+policies' digest on the pod template rolls it.
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ class KyvernoAuthz(pulumi.ComponentResource):
             f"{name}-webhook-cert", WebhookCertificateArgs(host=WEBHOOK_HOST), pulumi.ResourceOptions(parent=self)
         )
 
+        digest = authz.policies_digest(args.policies)
+
         def mount(t: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
             if t.type_ == "kubernetes:apps/v1:Deployment":
-                patched = authz.mount_policies(dict(t.props))
+                patched = authz.mount_policies(dict(t.props), digest)
             elif t.type_ == "kubernetes:admissionregistration.k8s.io/v1:ValidatingWebhookConfiguration":
                 patched = authz.scope_validation_webhook(dict(t.props))
             else:

@@ -46,11 +46,14 @@ def try_commands(cfg: StackConfig, context: str, ollama_container: str | None) -
         f"kubectl --context {context} -n {{ns}} run egress-try --rm -i --restart=Never "
         f"--image={versions.CURL_IMAGE} -- curl -sS -i -H 'Host: {d.host}'"
     )
-    url = f"http://{names.gateway_address()}/"
+    # The team's own listener: only its namespace may connect to that port (ztunnel).
+    port = next(t.port for t in cfg.teams if t.name == cfg.team.name)
+    url = f"http://{names.gateway_address()}:{port}/"
     own = curl.format(ns=cfg.team.namespace)
     out = {
         "allowed": f"{own}{headers} {url}",
-        # Without the headers, or (identity alone) from a pod outside the team's namespace.
+        # Without the headers (403 from authorization), or (identity alone) from a pod outside the
+        # team's namespace: ztunnel refuses the connection to the team's port (curl fails, no HTTP reply).
         "denied": f"{own} {url}" if headers else f"{curl.format(ns='default')} {url}",
         "accessLog": (
             f"kubectl --context {context} -n {names.GATEWAY_NAMESPACE} logs deploy/{names.GATEWAY_NAME} --tail=20"
@@ -122,6 +125,7 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
             gateway_crds=(gateway_api, kgateway.controller),
             kgateway_crds=kgateway.crds,
             mesh_ready=tuple(istio.ready),
+            istio_crds=tuple(istio.crds_and_webhook),
         ),
         on_cluster,
     )
@@ -181,7 +185,7 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
     )
     # No credential is exported: team stacks read these outputs. Each team's identity is fetched by
     # the platform's own pipeline (`make team-kubeconfig`) and handed to that team's CI only.
-    pulumi.export("teams", {t.name: team_record(t.name, t.namespace) for t in cfg.teams})
+    pulumi.export("teams", {t.name: team_record(t.name, t.namespace, t.port) for t in cfg.teams})
     pulumi.export("gatewayAddress", gateway.address)
     pulumi.export("authzAddress", authz.address)
     pulumi.export("approvals", registry.to_output(cfg.approvals_in_force))
@@ -192,6 +196,11 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
     return Platform(cluster, gateway_api, istio, kgateway, kyverno, authz, gateway, admission, ollama, tenants, team)
 
 
-def team_record(team: str, namespace: str) -> dict[str, str]:
-    """What the platform tells everyone about a team: its namespace and the identity its stack uses."""
-    return {"namespace": namespace, "identity": f"{names.TENANTS_NAMESPACE}/{names.team_identity(team)}"}
+def team_record(team: str, namespace: str, port: int) -> dict[str, str | int]:
+    """What the platform tells everyone about a team: its namespace, the identity its stack uses, and
+    the gateway port its workloads call (its own listener)."""
+    return {
+        "namespace": namespace,
+        "identity": f"{names.TENANTS_NAMESPACE}/{names.team_identity(team)}",
+        "port": port,
+    }

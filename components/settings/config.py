@@ -357,11 +357,23 @@ class PlatformConfig(_Strict):
     wait_for_ready: bool = True
 
 
+# The ports the platform assigns to teams' listeners on the egress gateway. Unprivileged (kgateway
+# binds a listener on its own port, the Service's targetPort too, so the pod port ztunnel judges is
+# the listener port; below 1024 it would need privileges: pkg/deployer/gateway_parameters.go,
+# usesPrivilegedPorts); below 15000, where Istio's own ports start (ztunnel listens on 15001, 15006
+# and 15008 inside the gateway pod's network namespace in ambient).
+TEAM_PORT_MIN, TEAM_PORT_MAX = 10000, 14999
+
+
 class TeamEntry(_Strict):
-    """The platform's record of which namespace a team owns (teams do not choose it)."""
+    """The platform's record of a team: the namespace it owns and the port of its own listener on the
+    egress gateway (teams choose neither). Only the team's namespace may connect to that port
+    (ztunnel), only its routes attach to it, and authorization checks the port a request arrived on
+    against the route's namespace. Keep a team's port while the team exists; never give it to another."""
 
     name: DnsLabel
     namespace: TeamNamespace
+    port: Annotated[int, Field(ge=TEAM_PORT_MIN, le=TEAM_PORT_MAX)]
 
 
 class Approval(_Strict):
@@ -533,6 +545,7 @@ def _check_stack(cfg: StackConfig) -> None:
     if cfg.teams and not cfg.is_platform:
         raise ConfigError(f"{ns}:teams: only the platform stack says which namespace a team owns")
     owners: dict[str, str] = {}
+    ports: dict[int, str] = {}
     for t in cfg.teams:
         if t.name in {o for o in owners.values()}:
             raise ConfigError(f"{ns}:teams[{t.name}].name: listed twice")
@@ -540,7 +553,10 @@ def _check_stack(cfg: StackConfig) -> None:
             raise ConfigError(
                 f"{ns}:teams[{t.name}].namespace: '{t.namespace}' already belongs to team '{owners[t.namespace]}'"
             )
+        if t.port in ports:
+            raise ConfigError(f"{ns}:teams[{t.name}].port: {t.port} already belongs to team '{ports[t.port]}'")
         owners[t.namespace] = t.name
+        ports[t.port] = t.name
     known = set(owners.values())
     for a in cfg.approvals:
         for team in a.teams:

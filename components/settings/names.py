@@ -36,9 +36,19 @@ AMBIENT_VALUE = "ambient"
 GATEWAY_NAMESPACE = "egress-system"
 GATEWAY_NAME = "egress-gateway"
 GATEWAY_CLASS = "kgateway"
+# The Gateway's own listener admits no route (from: Same, and nothing routes from the gateway's
+# namespace): Gateway API needs one. Teams get listeners of their own, in ListenerSets (below).
 GATEWAY_PORT = 80
-GATEWAY_LISTENER = "http"
+GATEWAY_LISTENER = "platform"
 ACCESS_LOG_POLICY = "egress-gateway-access-log"
+# The label kgateway puts on a Gateway's pods (and the Service selects them by).
+GATEWAY_POD_LABEL = "gateway.networking.k8s.io/gateway-name"
+# The one listener of a team's ListenerSet: its port is the team's (egress:teams[].port).
+TEAM_LISTENER = "http"
+# Platform-owned mesh policies on the gateway's pods, enforced by ztunnel: which namespace may open
+# which team port, and mTLS only (no plaintext from outside the mesh).
+LISTENER_AUTHORIZATION = "egress-gateway-team-ports"
+GATEWAY_PEER_AUTHENTICATION = "egress-gateway-strict-mtls"
 
 AUTHZ_NAMESPACE = "kyverno-authz"
 AUTHZ_SERVICE = "kyverno-authz-server"  # the 0.4.0 chart names the Service after the chart
@@ -109,6 +119,11 @@ def team_identity(team: str) -> str:
 def team_token(team: str) -> str:
     """The Secret that holds the team identity's token (filled in by the token controller)."""
     return object_name("team", team, "token")
+
+
+def team_listener_set(team: str) -> str:
+    """The ListenerSet (in GATEWAY_NAMESPACE) that holds the team's own listener."""
+    return object_name("team", team)
 
 
 def gateway_address() -> str:

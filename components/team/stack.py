@@ -52,5 +52,9 @@ def build(cfg: StackConfig, today: dt.date) -> TeamEgress | None:
     )
     pulumi.export("namespace", team.namespace)
     pulumi.export("gatewayAddress", platform.get_output("gatewayAddress"))
+    # The team's own listener on the gateway: its workloads call http://<gatewayAddress>:<gatewayPort>/.
+    pulumi.export(
+        "gatewayPort", platform.get_output("teams").apply(lambda teams: (teams or {}).get(team.name, {}).get("port"))
+    )
     pulumi.export("destinations", {d: p.approved for d, p in egress.paths.items()})
     return egress

@@ -1,7 +1,8 @@
 """The egress gateway's usage report: its JSON access log, attributed to teams and destinations.
 
-Pure Python (no Pulumi). Who called comes from the caller's mesh identity (its SPIFFE id names its
-namespace) and the platform's team registry, never from anything the caller sent; which destination
+Pure Python (no Pulumi). Who called comes from the listener the request arrived on (the access log's
+`listener_port`: each team has its own, and ztunnel lets only the team's namespace connect to it) and
+the platform's team registry (port -> team), never from anything the caller sent; which destination
 comes from the host the request named and that team's own destinations. A line that is not an
 access-log entry (Envoy's own log lines, say) is counted as skipped.
 
@@ -24,7 +25,6 @@ import csv
 import io
 import json
 import math
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -41,7 +41,6 @@ TOTAL = "(total)"
 
 # Envoy's %RESPONSE_CODE_DETAILS% for a response the upstream wrote; anything else the gateway wrote itself.
 VIA_UPSTREAM = "via_upstream"
-_SPIFFE = re.compile(r"^spiffe://[^/]+/ns/([^/]+)/sa/[^/]+$")
 
 
 class Outcome(StrEnum):
@@ -57,7 +56,7 @@ class Outcome(StrEnum):
 class Entry:
     """The fields of one access-log entry the report reads; where Envoy had none, "" or None."""
 
-    caller: str
+    port: int | None  # the listener's port: whose listener the request arrived on
     host: str
     code: int | None
     details: str
@@ -109,7 +108,7 @@ def parse_line(line: str) -> Entry | None:
     if not isinstance(raw, dict) or "response_code" not in raw:
         return None
     return Entry(
-        caller=_text(raw.get("caller")),
+        port=_number(raw.get("listener_port")),
         host=host_of(_text(raw.get("authority"))),
         code=_number(raw.get("response_code")),
         details=_text(raw.get("response_code_details")),
@@ -122,15 +121,14 @@ def parse_line(line: str) -> Entry | None:
 
 @dataclass(frozen=True)
 class Registry:
-    """Who is who: the platform's registry (namespace -> team) and each team's destinations (host -> name)."""
+    """Who is who: the platform's registry (listener port -> team) and each team's destinations (host -> name)."""
 
-    teams: Mapping[str, str]
+    teams: Mapping[int, str]
     destinations: Mapping[str, Mapping[str, str]]
 
-    def team_of(self, caller: str) -> str:
-        """The team owning the caller's namespace; UNKNOWN_TEAM for a namespace no team owns or no identity."""
-        match = _SPIFFE.match(caller)
-        return self.teams.get(match.group(1), UNKNOWN_TEAM) if match else UNKNOWN_TEAM
+    def team_of(self, port: int | None) -> str:
+        """The team whose listener the port is; UNKNOWN_TEAM for a port no team owns (or none logged)."""
+        return self.teams.get(port, UNKNOWN_TEAM) if port is not None else UNKNOWN_TEAM
 
     def destination_of(self, team: str, host: str) -> str:
         """The team's destination for the host; the host itself where the team has none."""
@@ -139,10 +137,10 @@ class Registry:
 
 def registry(configs: Iterable[StackConfig]) -> Registry:
     """The registry from platform stacks (`egress:teams`) and every stack's own team and destinations."""
-    teams: dict[str, str] = {}
+    teams: dict[int, str] = {}
     destinations: dict[str, dict[str, str]] = {}
     for cfg in configs:
-        teams.update((t.namespace, t.name) for t in cfg.teams)
+        teams.update((t.port, t.name) for t in cfg.teams)
         if cfg.team is not None:
             destinations.setdefault(cfg.team.name, {}).update((d.host, d.name) for d in cfg.destinations)
     return Registry(teams, destinations)
@@ -238,7 +236,7 @@ def build_report(lines: Iterable[str], registry: Registry) -> Report:
         if entry is None:
             skipped += 1
             continue
-        team = registry.team_of(entry.caller)
+        team = registry.team_of(entry.port)
         groups[team, registry.destination_of(team, entry.host)].append(entry)
     order = sorted(groups, key=lambda key: (key[0] == UNKNOWN_TEAM, key))
     rows = [summarize(team, destination, groups[team, destination]) for team, destination in order]
