@@ -16,7 +16,12 @@ the floor and the print run in turn, RUNS rounds; a ratio is the median over the
 over floor within one round, so that what else the machine does at the time weighs on both. The
 load average is printed with them.
 
-Usage: python benchmarks/bench_program.py [N ...]   (default 10 100 1000)
+With `--teams N ...` the same for the platform stack with N teams (each with its namespace, guard,
+identity, credentials, listener and one approval): the program's `platform.build` against the floor
+registering the same objects, one ComponentResource per team.
+
+Usage: python benchmarks/bench_program.py [N ...]            (default 10 100 1000)
+       python benchmarks/bench_program.py --teams [N ...]    (default 10 100 500)
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = 5
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 
 
 def stack_files(tmp: Path, n: int) -> Path:
@@ -73,6 +78,40 @@ def stack_files(tmp: Path, n: int) -> Path:
     path = tmp / "Pulumi.bench.yaml"
     path.write_text(yaml.safe_dump(team))
     return path
+
+
+def platform_file(tmp: Path, teams: int) -> Path:
+    """A platform stack file (kind, no demo upstream) with N teams and one approval each."""
+    platform = {
+        "config": {
+            "egress:platform": {"ollama": {"enabled": False}},
+            "egress:teams": [{"name": f"t{i}", "namespace": f"team-t{i}", "port": 10000 + i} for i in range(teams)],
+            "egress:approvals": [
+                {
+                    "host": f"api{i}.example.com",
+                    "ports": [443],
+                    "teams": [f"t{i}"],
+                    "ticket": "SEC-1",
+                    "approvedBy": "security@corp.example",
+                    "expires": "2099-12-31",
+                }
+                for i in range(teams)
+            ],
+        }
+    }
+    path = tmp / "Pulumi.bench-platform.yaml"
+    path.write_text(yaml.safe_dump(platform))
+    return path
+
+
+def platform_groups(stack_file: Path, out: Path) -> None:
+    """The platform's objects: the shared ones in one group, each team's in a group of its own."""
+    from components.manifests.stack import stack_objects
+    from components.settings.stackfile import load_stack
+
+    objs = stack_objects(load_stack(stack_file), dt.date.today())
+    groups = {"platform": [*objs.gateway, *objs.authz, *objs.admission, *objs.tenants_namespace], **objs.tenants}
+    out.write_text(json.dumps(groups))
 
 
 def _mocks(approvals: list[dict[str, Any]]) -> Any:
@@ -136,7 +175,7 @@ def run_floor(objects_file: Path) -> None:
             parent = pulumi.ComponentResource("bench:index:Group", group)
             for o in objs:
                 k8s.apiextensions.CustomResource(
-                    f"{group}-{o['kind'].lower()}",
+                    f"{group}-{o['kind'].lower()}-{o['metadata']['name']}",
                     api_version=o["apiVersion"],
                     kind=o["kind"],
                     metadata=o["metadata"],
@@ -193,15 +232,15 @@ def run_once(argv: list[str], timing: Timing) -> None:
             raise subprocess.CalledProcessError(proc.returncode, argv)
 
 
-def measure(n: int) -> dict[str, Timing]:
-    """program, floor, floor with the program's GC thresholds, and print for N destinations, run in
-    turn RUNS times."""
+def measure(n: int, teams: bool = False) -> dict[str, Timing]:
+    """program, floor, floor with the program's GC thresholds, and print for N destinations (or, with
+    `teams`, a platform of N teams), run in turn RUNS times."""
     me = [sys.executable, str(Path(__file__).resolve())]
     timings = {k: Timing([], []) for k in ("program", "floor", "floor-gc", "print")}
     with tempfile.TemporaryDirectory() as tmp:
-        stack = stack_files(Path(tmp), n)
+        stack = platform_file(Path(tmp), n) if teams else stack_files(Path(tmp), n)
         objects, inputs = Path(tmp) / "objects.json", Path(tmp) / "inputs.json"
-        rendered_groups(stack, objects)
+        (platform_groups if teams else rendered_groups)(stack, objects)
         program_inputs(stack, inputs)
         for _ in range(RUNS):
             run_once([*me, "--program", str(inputs)], timings["program"])
@@ -224,13 +263,14 @@ def _ratio(a: Timing, b: Timing) -> str:
     return f"{paired_ratio(a.wall, b.wall):.2f} ({paired_ratio(a.cpu, b.cpu):.2f})"
 
 
-def main(sizes: list[int]) -> None:
+def main(sizes: list[int], teams: bool = False) -> None:
+    print(f"{'teams of a platform' if teams else 'destinations of a team stack'}: N")
     print(f"medians of {RUNS} runs; wall-clock s (CPU s); ratios program / floor, round by round")
     print("floor-gc: the floor with the program's GC thresholds (components.program.GC_THRESHOLDS)")
     head = ["program", "floor", "ratio", "floor-gc", "ratio", "print"]
     print(f"{'N':>6} " + " ".join(f"{h:>15}" for h in head) + "   load (1 min)")
     for n in sizes:
-        t = measure(n)
+        t = measure(n, teams)
         cells = [
             _cell(t["program"]),
             _cell(t["floor"]),
@@ -252,5 +292,7 @@ if __name__ == "__main__":
 
             tune_gc()
         run_floor(Path(sys.argv[2]))
+    elif sys.argv[1:2] == ["--teams"]:
+        main([int(a) for a in sys.argv[2:]] or [10, 100, 500], teams=True)
     else:
         main([int(a) for a in sys.argv[1:]] or [10, 100, 1000])

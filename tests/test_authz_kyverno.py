@@ -125,3 +125,20 @@ def test_a_wrong_expectation_fails(tmp_path: Path) -> None:
     req = envoy_request(partner.host, ok, port=PORT["team-research"], context=_context(team, partner))
     out = kyverno_cli.run(tmp_path, [Case("other-claimed-allowed", authz.destination_policy(OWNERS), "pass", req)])
     assert out.returncode != 0, out.stdout
+
+
+def test_the_port_map_of_500_teams_compiles_and_decides(tmp_path: Path) -> None:
+    """The platform's design size: the policy's port -> namespace map with 500 teams."""
+    owners = {10000 + i: f"team-t{i}" for i in range(500)}
+    owners[10499] = "team-payments"
+    policy = authz.destination_policy(owners)
+    team, (partner, _) = _stack("Pulumi.team-payments.yaml")
+    ok = {"x-egress-client": "risk-batch", "x-tenant": "payments"}
+    ctx = _context(team, partner)
+    cases = [
+        Case("last-team-own-port", policy, "pass", envoy_request(partner.host, ok, port=10499, context=ctx)),
+        Case("first-team-port", policy, "fail", envoy_request(partner.host, ok, port=10000, context=ctx)),
+    ]
+    out = kyverno_cli.run(tmp_path, cases)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Test Summary: 2 tests passed and 0 tests failed" in out.stdout, out.stdout

@@ -7,6 +7,7 @@ plugins are installed; elsewhere it is skipped with the reason. It takes several
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -18,7 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.settings import names
+from components.settings import names, versions
+from components.settings.config import duration_ms
+from components.settings.stackfile import load_stack
 from scripts.preflight import missing
 
 from .conftest import ROOT
@@ -99,5 +102,37 @@ def test_retries_while_the_upstream_is_paused(stack: tuple[Engine, str, dict[str
     entries = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
     retried = [e for e in entries if e.get("authority") == "ollama.external" and e.get("response_code") in (503, 504)]
     assert retried, logs
-    assert retried[-1]["upstream_request_attempt_count"] == 4  # attempts: 3 -> up to 4 tries
+    # A paused container leaves connections hanging: each try ends at perTryTimeout, and the request
+    # at its timeout, so the tries are attempts + 1 or as many per-try timeouts as fit (30s / 10s = 3).
+    dest = load_stack(ROOT / "Pulumi.dev.yaml").destinations[0]
+    fit = math.ceil(duration_ms(dest.timeout) / duration_ms(dest.retries.per_try_timeout))
+    assert retried[-1]["upstream_request_attempt_count"] == min(dest.retries.attempts + 1, fit)
     assert retried[-1]["response_flags"], retried[-1]
+    # The team's listener: the access log names the port it arrived on.
+    assert retried[-1]["listener_port"] in (10001, "10001"), retried[-1]
+
+
+def _curl_from(name: str, namespace: str, port: int, labels: str = "") -> subprocess.CompletedProcess[str]:
+    """curl, with ml's header, from a throwaway pod of `namespace` to the gateway's `port`."""
+    cmd = [
+        "kubectl", "--context", f"kind-egress-{name}", "-n", namespace, "run", f"try-{uuid.uuid4().hex[:6]}",
+        "--rm", "-i", "--restart=Never", f"--image={versions.CURL_IMAGE}",
+        *([f"--labels={labels}"] if labels else []),
+        "--", "curl", "-sS", "-i", "--max-time", "10", "-H", "Host: ollama.external",
+        "-H", "x-force-authorized: true", f"http://{names.gateway_address()}:{port}/",
+    ]  # fmt: skip
+    return _sh(*cmd, timeout=300)
+
+
+def test_another_teams_pod_on_the_teams_port_is_refused(stack: tuple[Engine, str, dict[str, object]]) -> None:
+    """ztunnel (and the team's NetworkPolicy): research's pod cannot open ml's port; no HTTP reply."""
+    _, name, _ = stack
+    out = _curl_from(name, "team-research", 10001)
+    assert "HTTP/1.1 200" not in out.stdout and "Ollama is running" not in out.stdout, out.stdout
+
+
+def test_a_pod_out_of_ambient_is_refused(stack: tuple[Engine, str, dict[str, object]]) -> None:
+    """A pod of the team itself, opted out of ambient, arrives in plaintext: STRICT mTLS refuses it."""
+    _, name, _ = stack
+    out = _curl_from(name, "team-ml", 10001, f"{names.AMBIENT_LABEL}=none")
+    assert "HTTP/1.1 200" not in out.stdout and "Ollama is running" not in out.stdout, out.stdout

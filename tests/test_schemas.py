@@ -110,3 +110,60 @@ def test_bad_duration_is_caught_by_the_crd_rule(index: SchemaIndex) -> None:
     report = CelReport()
     validate(index, obj, report)
     assert any("invalid duration" in f for f in report.failures), report.failures
+
+
+# --- the platform at its design size ----------------------------------------------------------------
+TEAMS_AT_SCALE = 500  # the design holds this many teams on one platform (README, "Many teams")
+
+
+def _platform_with_teams(n: int) -> Any:
+    from components.settings import config
+
+    teams = [{"name": f"t{i}", "namespace": f"team-t{i}", "port": 10000 + i} for i in range(n)]
+    approvals = [
+        {
+            "host": f"api{i}.example.com",
+            "ports": [443],
+            "teams": [f"t{i}"],
+            "ticket": "SEC-1",
+            "approvedBy": "security@corp.example",
+            "expires": "2099-12-31",
+        }
+        for i in range(n)
+    ]
+    return config.parse({"platform": {"ollama": {"enabled": False}}, "teams": teams, "approvals": approvals})
+
+
+def test_a_platform_of_500_teams_renders_and_matches_the_schemas(index: SchemaIndex) -> None:
+    """One ListenerSet per team (a Gateway holds at most 64 listeners; each ListenerSet one, so the
+    Gateway stays at its own), every team's rule in one AuthorizationPolicy (at most 512 rules), the
+    port map in the one authorization policy."""
+    objs = stack_objects(_platform_with_teams(TEAMS_AT_SCALE), TODAY).all()
+    for o in list(objs):
+        if o["kind"] == "ConfigMap" and o["metadata"].get("namespace") == names.AUTHZ_NAMESPACE:
+            objs += [yaml.safe_load(text) for text in o["data"].values()]
+    report = CelReport()
+    problems = [
+        f"{o['kind']}/{o['metadata']['name']}: {e}"
+        for o in objs
+        if (o["apiVersion"], o["kind"]) not in CORE_KINDS
+        for e in validate(index, o, report)
+    ]
+    assert not problems, "\n".join(problems[:20])
+    assert not report.failures, "\n".join(report.failures[:20])
+    kinds = [o["kind"] for o in objs]
+    assert kinds.count("ListenerSet") == TEAMS_AT_SCALE and kinds.count("Gateway") == 1
+    (policy,) = [o for o in objs if o["kind"] == "AuthorizationPolicy"]
+    assert len(policy["spec"]["rules"]) == TEAMS_AT_SCALE
+    ports = sorted(ls["spec"]["listeners"][0]["port"] for ls in objs if ls["kind"] == "ListenerSet")
+    assert ports == list(range(10000, 10000 + TEAMS_AT_SCALE))
+
+
+def test_past_512_teams_the_rules_spread_over_more_policies() -> None:
+    from components.manifests import mesh
+
+    policies = mesh.listener_authorization(_platform_with_teams(600).teams)
+    assert [len(p["spec"]["rules"]) for p in policies] == [mesh.MAX_RULES, 600 - mesh.MAX_RULES]
+    assert len({p["metadata"]["name"] for p in policies}) == 2
+    # No team: one policy without rules, which refuses every connection.
+    assert [p["spec"]["rules"] for p in mesh.listener_authorization([])] == [[]]

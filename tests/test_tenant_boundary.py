@@ -56,7 +56,7 @@ class Cluster:
 
 def _crds(crds_dir: Path) -> list[dict[str, Any]]:
     out = []
-    for group in ("gateway.networking.k8s.io", "networking.istio.io", "gateway.kgateway.dev"):
+    for group in ("gateway.networking.k8s.io", "networking.istio.io", "gateway.kgateway.dev"):  # Istio: all its CRDs
         for f in sorted(crds_dir.glob(versions.crd_globs()[group])):
             out += [d for d in yaml.safe_load_all(f.read_text()) if d and d.get("kind") == "CustomResourceDefinition"]
     return out
@@ -65,7 +65,7 @@ def _crds(crds_dir: Path) -> list[dict[str, Any]]:
 def _platform_objects() -> list[dict[str, Any]]:
     """What the platform stack creates for admission and tenancy (charts and the gateway aside)."""
     objs = stack_objects(PLATFORM, TODAY)
-    out = [*objs.tenants_namespace, *[o for team in objs.tenants.values() for o in team]]
+    out = [*objs.gateway, *objs.tenants_namespace, *[o for team in objs.tenants.values() for o in team]]
     # The registry first: the policies read it.
     registry = [o for o in objs.admission if o["kind"] == "ConfigMap"]
     policies = [o for o in objs.admission if o["kind"] == "ValidatingPolicy"]
@@ -305,6 +305,65 @@ def test_a_route_for_another_teams_host(cluster: Cluster) -> None:
     refused(
         cluster, "payments", route, names.ROUTE_POLICY, "names only hosts approved for its team; got api.openai.com"
     )
+
+
+OWN_LISTENER = "attaches only to its team's own listener"
+
+
+@pytest.mark.parametrize(
+    "parent",
+    [
+        # Another team's listener: its port is the one only that team's namespace may open.
+        {"kind": "ListenerSet", "name": names.team_listener_set("payments"), "sectionName": names.TEAM_LISTENER},
+        # The Gateway itself, its own listener or none.
+        {"kind": "Gateway", "name": names.GATEWAY_NAME, "sectionName": names.GATEWAY_LISTENER},
+        {"kind": "Gateway", "name": names.GATEWAY_NAME},
+        # Its own ListenerSet, but by port or without the listener's name.
+        {"kind": "ListenerSet", "name": names.team_listener_set("research"), "port": 10003},
+        {"kind": "ListenerSet", "name": names.team_listener_set("research")},
+    ],
+    ids=["other-teams-listener", "gateway-listener", "gateway-whole", "own-set-by-port", "own-set-no-section"],
+)
+def test_a_route_on_a_listener_not_its_own(cluster: Cluster, parent: dict[str, Any]) -> None:
+    route = renamed(research("HTTPRoute"))
+    route["spec"]["parentRefs"] = [
+        {"group": "gateway.networking.k8s.io", "namespace": names.GATEWAY_NAMESPACE, **parent}
+    ]
+    refused(cluster, "research", route, names.ROUTE_POLICY, OWN_LISTENER)
+
+
+def test_a_route_on_its_own_listener_and_another(cluster: Cluster) -> None:
+    route = renamed(research("HTTPRoute"))
+    other = {**route["spec"]["parentRefs"][0], "name": names.team_listener_set("ml")}
+    route["spec"]["parentRefs"].append(other)
+    refused(cluster, "research", route, names.ROUTE_POLICY, OWN_LISTENER)
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "ListenerSet", "spec": {}},
+        {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "spec": {"action": "ALLOW"}},
+        {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "spec": {"mtls": {"mode": "DISABLE"}}},
+    ],
+    ids=lambda o: o["kind"],
+)
+def test_listeners_and_mesh_policies_are_the_platforms(cluster: Cluster, obj: dict[str, Any]) -> None:
+    """A team can open no listener of its own and change nothing ztunnel enforces, in its namespace
+    or the gateway's: RBAC refuses."""
+    for ns in (TEAMS["research"], names.GATEWAY_NAMESPACE):
+        attempt = {**copy.deepcopy(obj), "metadata": {"name": "attack", "namespace": ns}}
+        refused(cluster, "research", attempt, FORBIDDEN)
+
+
+def test_the_platforms_listeners_and_mesh_policies_are_accepted(cluster: Cluster) -> None:
+    """The gateway's objects as the platform stack creates them: the real API server takes the
+    Gateway, every team's ListenerSet, the AuthorizationPolicy and the PeerAuthentication."""
+    for obj in stack_objects(PLATFORM, TODAY).gateway:
+        meta = obj["metadata"]
+        assert cluster.api.get(obj["kind"], meta["name"], meta.get("namespace")) is not None, obj["kind"]
+    listeners = cluster.api.get("ListenerSet", names.team_listener_set("payments"), names.GATEWAY_NAMESPACE)
+    assert listeners is not None and listeners["spec"]["listeners"][0]["port"] == 10003
 
 
 def test_a_route_without_its_authorization(cluster: Cluster) -> None:
