@@ -82,23 +82,9 @@ def stack_files(tmp: Path, n: int) -> Path:
 
 def platform_file(tmp: Path, teams: int) -> Path:
     """A platform stack file (kind, no demo upstream) with N teams and one approval each."""
-    platform = {
-        "config": {
-            "egress:platform": {"ollama": {"enabled": False}},
-            "egress:teams": [{"name": f"t{i}", "namespace": f"team-t{i}", "port": 10000 + i} for i in range(teams)],
-            "egress:approvals": [
-                {
-                    "host": f"api{i}.example.com",
-                    "ports": [443],
-                    "teams": [f"t{i}"],
-                    "ticket": "SEC-1",
-                    "approvedBy": "security@corp.example",
-                    "expires": "2099-12-31",
-                }
-                for i in range(teams)
-            ],
-        }
-    }
+    from devenv.scale import platform_config
+
+    platform = {"config": {f"egress:{k}": v for k, v in platform_config(teams).items()}}
     path = tmp / "Pulumi.bench-platform.yaml"
     path.write_text(yaml.safe_dump(platform))
     return path

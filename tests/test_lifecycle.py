@@ -153,6 +153,13 @@ def test_platform_up_creates_every_part_in_the_api_server(platform: Platform) ->
     # The gateway with its access log, the admission policy.
     assert api.get("Gateway", names.GATEWAY_NAME, names.GATEWAY_NAMESPACE) is not None
     assert api.get("ListenerPolicy", names.ACCESS_LOG_POLICY, names.GATEWAY_NAMESPACE) is not None
+    # A listener per team on its port, and ztunnel's policies on the gateway's pods.
+    for team, port in (("ml", 10001), ("research", 10002), ("payments", 10003)):
+        listeners = api.get("ListenerSet", names.team_listener_set(team), names.GATEWAY_NAMESPACE)
+        assert listeners is not None and listeners["spec"]["listeners"][0]["port"] == port
+    policy = api.get("AuthorizationPolicy", names.LISTENER_AUTHORIZATION, names.GATEWAY_NAMESPACE)
+    assert policy is not None and len(policy["spec"]["rules"]) == 3
+    assert api.get("PeerAuthentication", names.GATEWAY_PEER_AUTHENTICATION, names.GATEWAY_NAMESPACE) is not None
     assert api.get("ClusterPolicy", "egress-require-approval") is not None
     # The authz chart's webhook judges Envoy-mode policies only (so not the admission policy below).
     status, hooks = api.request("GET", "apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations")

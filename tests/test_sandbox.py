@@ -130,7 +130,7 @@ def test_sandbox_bad_config_is_one_line(tmp_path: Path) -> None:
 
 
 # --- the translation: every Envoy field from the object field it mirrors ----------------------------
-def _objects(stack: str) -> list[dict[str, object]]:
+def _objects(stack: str) -> list[dict[str, Any]]:
     cfg = load_stack(ROOT / stack)
     return stack_objects(cfg, dt.date(2026, 11, 26), list(load_stack(ROOT / "Pulumi.dev.yaml").approvals)).all()
 

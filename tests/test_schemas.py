@@ -118,20 +118,9 @@ TEAMS_AT_SCALE = 500  # the design holds this many teams on one platform (README
 
 def _platform_with_teams(n: int) -> Any:
     from components.settings import config
+    from devenv.scale import platform_config
 
-    teams = [{"name": f"t{i}", "namespace": f"team-t{i}", "port": 10000 + i} for i in range(n)]
-    approvals = [
-        {
-            "host": f"api{i}.example.com",
-            "ports": [443],
-            "teams": [f"t{i}"],
-            "ticket": "SEC-1",
-            "approvedBy": "security@corp.example",
-            "expires": "2099-12-31",
-        }
-        for i in range(n)
-    ]
-    return config.parse({"platform": {"ollama": {"enabled": False}}, "teams": teams, "approvals": approvals})
+    return config.parse(platform_config(n))
 
 
 def test_a_platform_of_500_teams_renders_and_matches_the_schemas(index: SchemaIndex) -> None:
