@@ -301,6 +301,7 @@ def test_removing_the_egress_guard_or_leaving_the_mesh(cluster: Cluster) -> None
 def test_a_route_for_another_teams_host(cluster: Cluster) -> None:
     route = renamed(research("HTTPRoute"))
     route["metadata"]["namespace"] = TEAMS["payments"]
+    route["spec"]["parentRefs"][0]["name"] = names.team_listener_set("payments")  # on its own listener
     route["spec"]["rules"][0]["backendRefs"][0]["name"] = "egress-ledger"
     refused(
         cluster, "payments", route, names.ROUTE_POLICY, "names only hosts approved for its team; got api.openai.com"
