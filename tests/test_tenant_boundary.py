@@ -295,6 +295,54 @@ def test_removing_the_egress_guard_or_leaving_the_mesh(cluster: Cluster) -> None
     assert namespace is not None and namespace["metadata"]["labels"][names.AMBIENT_LABEL] == names.AMBIENT_VALUE
 
 
+def _pod(name: str, **spec: Any) -> dict[str, Any]:
+    container = {
+        "name": "app",
+        "image": versions.CURL_IMAGE,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": TEAMS["research"]},
+        "spec": {"containers": [container], **spec},
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "violation"),
+    [
+        ({"hostNetwork": True}, "host namespaces"),  # leaves the NetworkPolicy and the mesh
+        ({"hostPID": True}, "host namespaces"),
+        ({"volumes": [{"name": "root", "hostPath": {"path": "/"}}]}, "restricted volume type \"hostPath\""),
+    ],
+    ids=["hostNetwork", "hostPID", "hostPath"],
+)
+def test_a_pod_that_would_bypass_the_guard(cluster: Cluster, spec: dict[str, Any], violation: str) -> None:
+    """Whoever deploys the team's workloads (not the stack's identity, which has no pod rights): the API
+    server's Pod Security admission enforces `restricted` in the team's namespace, for every user."""
+    pod = _pod("bypass", **spec)
+    status, body = cluster.api.request("POST", f"api/v1/namespaces/{TEAMS['research']}/pods?dryRun=All", pod)
+    message = body.get("message", "") if isinstance(body, dict) else ""
+    assert status == 403 and "violates PodSecurity" in message and violation in message, body
+    # A workload that keeps to `restricted` is admitted (dry run: nothing is left).
+    status, body = cluster.api.request("POST", f"api/v1/namespaces/{TEAMS['research']}/pods?dryRun=All", _pod("ok"))
+    assert status == 201, body
+    # The stack's identity cannot run pods at all, nor relabel its namespace's Pod Security level.
+    assert create(cluster, "research", _pod("bypass")).returncode != 0
+    out = kubectl(
+        cluster, "research", "label", "--overwrite", "namespace", TEAMS["research"],
+        "pod-security.kubernetes.io/enforce=privileged",
+    )  # fmt: skip
+    assert out.returncode != 0 and FORBIDDEN in out.stderr, out.stderr
+
+
 # --- what attaches to the shared gateway (admission, from the registry) ----------------------------
 
 

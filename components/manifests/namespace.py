@@ -8,8 +8,10 @@ from .kinds import Obj
 
 
 def namespace(team: Team) -> Obj:
+    """The team's namespace: enrolled in ambient, Pod Security `restricted` enforced."""
     meta = names.metadata(team.namespace, None, team.name)
     meta["labels"][names.AMBIENT_LABEL] = names.AMBIENT_VALUE
+    meta["labels"].update(names.POD_SECURITY_LABELS)
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 

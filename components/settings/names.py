@@ -32,6 +32,17 @@ DESTINATION_LABEL = "egress.corp/destination"
 AMBIENT_LABEL = "istio.io/dataplane-mode"
 AMBIENT_VALUE = "ambient"
 
+# Pod Security admission (built into the API server) on team namespaces: `restricted`, enforced, so no
+# pod of a team takes the host's network (out of the NetworkPolicy and the mesh), a host port or host
+# path, or privileges. The level's version is the pinned Kubernetes minor, so an upgrade that
+# tightens the level is a reviewed change.
+POD_SECURITY_LEVEL = "restricted"
+POD_SECURITY_VERSION = "v1.34"
+POD_SECURITY_LABELS = {
+    **{f"pod-security.kubernetes.io/{mode}": POD_SECURITY_LEVEL for mode in ("enforce", "audit", "warn")},
+    **{f"pod-security.kubernetes.io/{mode}-version": POD_SECURITY_VERSION for mode in ("enforce", "audit", "warn")},
+}
+
 # Shared platform objects.
 GATEWAY_NAMESPACE = "egress-system"
 GATEWAY_NAME = "egress-gateway"
