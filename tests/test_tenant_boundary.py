@@ -320,7 +320,7 @@ def _pod(name: str, **spec: Any) -> dict[str, Any]:
     [
         ({"hostNetwork": True}, "host namespaces"),  # leaves the NetworkPolicy and the mesh
         ({"hostPID": True}, "host namespaces"),
-        ({"volumes": [{"name": "root", "hostPath": {"path": "/"}}]}, "restricted volume type \"hostPath\""),
+        ({"volumes": [{"name": "root", "hostPath": {"path": "/"}}]}, 'restricted volume type "hostPath"'),
     ],
     ids=["hostNetwork", "hostPID", "hostPath"],
 )
