@@ -265,6 +265,7 @@ def test_ollama_destination_uses_the_container_address_and_registry_approval() -
         container = g.nodes["ollama-container"].inputs
         assert "OLLAMA_HOST=0.0.0.0:11434" in container["envs"]
         assert container["networksAdvanced"] == [{"name": "kind"}]
+        assert not container.get("ports"), "no host port: the cluster reaches it on the kind network"
 
     return _build(check)
 

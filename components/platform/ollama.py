@@ -34,8 +34,9 @@ class OllamaContainer(pulumi.ComponentResource):
             name=args.name,
             image=image.image_id,
             envs=[f"OLLAMA_HOST=0.0.0.0:{OLLAMA_PORT}"],
+            # The cluster reaches it on the kind network; no host port (it would clash with an Ollama
+            # of the user's own on 11434, and nothing on the host needs it).
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=KIND_NETWORK)],
-            ports=[docker.ContainerPortArgs(internal=OLLAMA_PORT, external=OLLAMA_PORT, ip="127.0.0.1")],
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path="/root/.ollama")],
             restart="unless-stopped",
             opts=child,
