@@ -284,6 +284,25 @@ class Sandbox:
         assert dest.credential is not None
         return dest.credential.value(self.secret_values[dest.name])
 
+    def deployed_port(self, port: int) -> int:
+        """The real listener port a loopback port stands in for (the variants: the team's own)."""
+        real = {self.ports[v]: self.entry.port for v in VARIANTS}
+        real |= {self.ports[self.other_listener(t.name)]: t.port for t in self.others}
+        return real.get(port, port)
+
+    def access_log_as_deployed(self) -> str:
+        """The access log with each listener's real port (`make usage` then reads it as a cluster's)."""
+        lines = []
+        for line in self.access_log.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+                port = int(entry["listener_port"])
+            except (ValueError, KeyError, TypeError):
+                lines.append(line)
+                continue
+            lines.append(json.dumps({**entry, "listener_port": self.deployed_port(port)}, ensure_ascii=False))
+        return "".join(f"{line}\n" for line in lines)
+
     def listener_teams(self) -> dict[int, str]:
         """The usage report's registry for this run: each substituted listener port -> its team."""
         by_ns = {t.namespace: t.name for t in self.teams}

@@ -4,7 +4,6 @@ server directly), each with what it should observe, one line each; `run` runs th
 from __future__ import annotations
 
 import http.client
-import shutil
 import signal
 import sys
 import tempfile
@@ -349,7 +348,8 @@ def interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def run(stack_file: Path, authz_binary: str | None, keep_log: Path | None = None) -> tuple[int, list[Result]]:
-    """Run the scenarios; `keep_log`, where given, receives a copy of the gateway's access log."""
+    """Run the scenarios; `keep_log`, where given, receives the gateway's access log with each
+    listener's real port in place of its loopback stand-in (as the gateway in the cluster writes it)."""
     try:
         cfg = load_stack(stack_file)
         registry = registry_for(cfg, stack_file)
@@ -390,7 +390,7 @@ def run(stack_file: Path, authz_binary: str | None, keep_log: Path | None = None
             box.stop()
             if keep_log is not None and box.access_log.exists():
                 keep_log.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(box.access_log, keep_log)
+                keep_log.write_text(box.access_log_as_deployed(), encoding="utf-8")
     if keep_log is not None:
         print(f"access log: {keep_log} (make usage STACK=... reads it)")
     print(summary(scenarios.results))

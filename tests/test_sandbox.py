@@ -8,6 +8,7 @@ sandbox reports them NOT RUN and these tests skip after checking the rest.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -75,6 +76,25 @@ def test_sandbox_scenarios_hold(stack: str) -> None:
     if stack == "Pulumi.team-payments.yaml":
         assert any("judged by ledger's route" in line for line in passed), out.stdout
     assert lines[-1].startswith("sandbox: all "), lines[-1]
+
+
+def test_the_kept_access_log_reads_as_the_clusters(tmp_path: Path) -> None:
+    """`make sandbox` keeps the log with each listener's real port, so `make usage` attributes every
+    request to the team whose listener it arrived on, as it would read the gateway's in the cluster."""
+    log = tmp_path / "access.log"
+    out = subprocess.run(
+        [sys.executable, "-m", "sandbox", "Pulumi.dev.yaml", "--access-log", str(log)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    ports = {json.loads(line)["listener_port"] for line in log.read_text().splitlines()}
+    assert ports <= {10001, 10002, 10003} and 10001 in ports, ports
+    report = subprocess.run(
+        [sys.executable, "-m", "components.usage", "--log", str(log), "--format", "json", "Pulumi.dev.yaml"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    rows = {(r["team"], r["destination"]) for r in json.loads(report)}
+    assert ("ml", "ollama") in rows and "(unknown)" not in {team for team, _ in rows}, rows
 
 
 def test_summary_never_claims_all_passed_when_something_did_not_run() -> None:
