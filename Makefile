@@ -18,7 +18,7 @@ ENV := source $(TOOLS_ENV) &&
 INLINE := python scripts/pulumi_inline.py
 PULUMI := $(ENV) $(INLINE)
 
-.PHONY: help tools stack up preview outputs team-kubeconfig usage destroy render print sandbox cluster-local lint typecheck pytest test clean
+.PHONY: help tools deploy-tools stack up preview outputs team-kubeconfig usage destroy render print sandbox cluster-local lint typecheck pytest test clean
 
 help:
 	@echo "make up STACK=dev        build the platform (kind, Istio ambient, kgateway, Kyverno, authz, Ollama)"
@@ -33,16 +33,25 @@ help:
 	@echo "make test                everything CI runs"
 	@echo "make destroy STACK=...   tear the stack down"
 
+# Everything: what deploying needs and the test toolchain (built from Go once, then cached).
 tools:
 	@bash scripts/bootstrap.sh > $(TOOLS_ENV).tmp && mv $(TOOLS_ENV).tmp $(TOOLS_ENV)
+
+# What deploying needs: the Python environment, the Pulumi CLI and its provider plugins; never the
+# test toolchain.
+deploy-tools:
+	@EGRESS_SKIP_CHECK_TOOLS=1 bash scripts/bootstrap.sh > $(TOOLS_ENV).tmp && mv $(TOOLS_ENV).tmp $(TOOLS_ENV)
 
 $(STATE_DIR):
 	@mkdir -p $@
 
-stack: tools | $(STATE_DIR)
+stack: deploy-tools | $(STATE_DIR)
 	@$(ENV) { pulumi stack select $(STACK) 2>/dev/null || pulumi stack init $(STACK); }
 
-up: tools
+# Docker and kind first (before anything is installed), then the rest once the tools are there.
+up:
+	@scripts/preflight-host $(STACK)
+	@$(MAKE) --no-print-directory deploy-tools
 	@$(ENV) python scripts/preflight.py $(STACK)
 	@$(MAKE) --no-print-directory stack STACK=$(STACK)
 	@$(PULUMI) up --stack $(STACK) --yes
@@ -51,7 +60,7 @@ preview: stack
 	@$(PULUMI) preview --stack $(STACK) --policy-pack policies
 
 # Stack outputs. The platform exports no credential (team stacks read its outputs).
-outputs: tools | $(STATE_DIR)
+outputs: deploy-tools | $(STATE_DIR)
 	@$(ENV) pulumi stack output --stack $(STACK) --json
 
 # A team's identity for its stack, from the cluster of the current kubectl context (platform access).
@@ -64,7 +73,7 @@ destroy: stack
 
 # GitOps: the real `pulumi up` with the kubernetes provider's render-to-directory option, on a
 # companion stack (<stack>-render) so the team stack's own state is untouched.
-render: tools | $(STATE_DIR)
+render: deploy-tools | $(STATE_DIR)
 	@test -f Pulumi.$(STACK).yaml || { echo "make render: Pulumi.$(STACK).yaml does not exist" >&2; exit 1; }
 	@cp Pulumi.$(STACK).yaml Pulumi.$(STACK)-render.yaml
 	@$(ENV) { pulumi stack select $(STACK)-render 2>/dev/null || pulumi stack init $(STACK)-render; }

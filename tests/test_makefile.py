@@ -54,3 +54,56 @@ def test_render_refuses_a_missing_stack_file(tmp_path: Path) -> None:
     out = _make(work, "render", "STACK=nope")
     assert out.returncode != 0
     assert "make render: Pulumi.nope.yaml does not exist" in out.stderr
+
+
+def _bare_host(work: Path, *tools: str) -> dict[str, str]:
+    """A host with only the system's own commands, plus stand-ins for `tools` (none of Go, Docker,
+    kind or the tool cache)."""
+    bin_dir = work / "host-bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in tools:
+        (bin_dir / tool).write_text(TOOL_STANDINS[tool])
+        (bin_dir / tool).chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(work / "home"), "EGRESS_TOOLS_CACHE": str(work / "cache")}
+
+
+TOOL_STANDINS = {
+    "docker": "#!/bin/sh\nexit 0\n",  # `docker info` succeeds
+    "kind": "#!/bin/sh\necho 'kind v0.29.0 go1.24.2 linux/amd64'\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("tools", "line"),
+    [
+        ((), "docker is not installed"),
+        (("docker",), "kind is not installed: install kind v0.30.0 or later"),
+        (("docker", "kind"), "kind v0.29.0 is older than v0.30.0"),
+    ],
+)
+def test_make_up_checks_docker_and_kind_before_installing_anything(
+    tmp_path: Path, tools: tuple[str, ...], line: str
+) -> None:
+    """On a machine without Go, Docker or kind, `make up` says what is missing in one line, at once,
+    and has built or installed nothing (no tool cache, no Python environment, no tools file)."""
+    work = _copy(tmp_path)
+    shutil.copy(ROOT / "Pulumi.dev.yaml", work / "Pulumi.dev.yaml")
+    env = _bare_host(work, *tools)
+    out = subprocess.run(
+        ["make", "--no-print-directory", "up", "STACK=dev"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode != 0
+    (first, *_) = out.stderr.splitlines()
+    assert first.startswith("make up: stopped before creating anything: ") and line in first, out.stderr
+    assert not (work / "cache").exists() and not (work / ".tools.env").exists()
+
+
+def test_deploying_never_builds_the_test_toolchain() -> None:
+    """`make up` and the other deploy targets use `deploy-tools`, which skips the test tools."""
+    text = (ROOT / "Makefile").read_text()
+    assert "deploy-tools:\n\t@EGRESS_SKIP_CHECK_TOOLS=1 bash scripts/bootstrap.sh" in text
+    for target in ("stack", "outputs", "render"):
+        assert f"\n{target}: deploy-tools" in text, target
+    up = text.split("\nup:\n", 1)[1].split("\n\n", 1)[0]
+    assert up.index("scripts/preflight-host") < up.index("deploy-tools") and " tools" not in up
