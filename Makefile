@@ -91,12 +91,12 @@ sandbox: tools
 LOG ?= .sandbox/$(STACK)-access.log
 FORMAT ?= table
 usage:
-	@$(MAKE) --no-print-directory tools
+	@$(MAKE) --no-print-directory deploy-tools
 	@$(ENV) python -m components.usage --log $(LOG) --format $(FORMAT) Pulumi.$(STACK).yaml
 
 # The objects a stack creates directly, from its config file alone (no engine, no state).
 print:
-	@$(MAKE) --no-print-directory tools
+	@$(MAKE) --no-print-directory deploy-tools
 	@$(ENV) python -m components.manifests Pulumi.$(STACK).yaml
 
 # A real kube-apiserver, etcd and kube-controller-manager on loopback (no nodes: pods never run).
