@@ -297,9 +297,10 @@ def write_route_configuration(path: Path, config: dict[str, Any], version: int) 
 
 
 # --- listeners, clusters, bootstrap ------------------------------------------------------------------
-# kgateway's default for an ext auth request's timeout where `requestTimeout` is unset (as its HTTP
-# service documents it); Envoy's own default, 200 ms, would fail a loaded machine's first Check.
-DEFAULT_AUTHZ_TIMEOUT = "2s"
+# Where a GatewayExtension's gRPC service sets no `requestTimeout`, kgateway sets no timeout
+# (TPP/gateway_extension.go ResolveExtGrpcService; only its HTTP service defaults to 2s), so Envoy's
+# own default applies: 200 ms (ext_authz GrpcService.timeout). Ours always set one.
+DEFAULT_AUTHZ_TIMEOUT = "200ms"
 
 
 def ext_authz_filter(extension: Obj) -> dict[str, Any]:

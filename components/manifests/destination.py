@@ -147,7 +147,10 @@ def gateway_extension(team: Team, dest: Destination) -> Obj:
                         "name": names.AUTHZ_SERVICE,
                         "namespace": names.AUTHZ_NAMESPACE,
                         "port": names.AUTHZ_GRPC_PORT,
-                    }
+                    },
+                    # kgateway sets no timeout of its own on a gRPC service, leaving Envoy's 200 ms:
+                    # too tight for the first Check of a busy server (it loads its policies then).
+                    "requestTimeout": names.AUTHZ_REQUEST_TIMEOUT,
                 },
             },
         },

@@ -64,6 +64,7 @@ GATEWAY_PEER_AUTHENTICATION = "egress-gateway-strict-mtls"
 AUTHZ_NAMESPACE = "kyverno-authz"
 AUTHZ_SERVICE = "kyverno-authz-server"  # the 0.4.0 chart names the Service after the chart
 AUTHZ_GRPC_PORT = 9081
+AUTHZ_REQUEST_TIMEOUT = "2s"  # each Check (GatewayExtension grpcService.requestTimeout)
 AUTHZ_POLICY_DIR = "/etc/egress-authz/policies"
 # File names decide evaluation order in the authz server; the default deny must sort last.
 DEFAULT_DENY_FILE = "zz-default-deny.yaml"
