@@ -25,15 +25,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from components.settings.config import Destination, StackConfig, TeamEntry
+from components.settings.config import Approval, Destination, StackConfig, TeamEntry
 from components.settings.stackfile import load_stack
-from sandbox.harness import NO_AUTHZ, OWN, Sandbox, allowed_headers, registry_for, teams_for
+from sandbox.harness import NO_AUTHZ, OWN, Sandbox, allowed_headers, platform_of
 
 Connect = Callable[[], http.client.HTTPConnection]
 
@@ -105,7 +105,7 @@ class Row:
 
 
 def measure(
-    cfg: StackConfig, registry: list[object], teams: list[TeamEntry], authz: str, a: argparse.Namespace
+    cfg: StackConfig, registry: Sequence[Approval], teams: list[TeamEntry], authz: str, a: argparse.Namespace
 ) -> dict[str, Row]:
     dest = cfg.destinations[0]
     with tempfile.TemporaryDirectory(prefix="egress-bench-") as tmp:
@@ -151,10 +151,10 @@ def main() -> int:
         return 2
     stack = Path(a.stack)
     cfg = load_stack(stack)
-    registry = registry_for(cfg, stack)
+    platform = platform_of(cfg, stack)
+    registry, teams = platform.approvals_in_force, list(platform.teams)
     counts = [int(n) for n in a.destinations.split(",")]
     print(f"{a.rate} req/s for {a.seconds:g}s, saturation with {a.workers} workers; stack {a.stack}")
-    teams = teams_for(cfg, stack)
     results = {n: measure(padded(cfg, n), registry, teams, authz, a) for n in counts}
     head = f"{'destinations':>12} {'path':<14} {'p50 ms':>7} {'p99 ms':>7} {'req/s':>6}"
     print(f"{head}   {'p50/direct':>10} {'p99/direct':>10} {'p50/gw':>7} {'p99/gw':>7} {'req/s/direct':>12}")

@@ -145,18 +145,9 @@ def allowed_headers(dest: Destination) -> dict[str, str]:
 
 
 def platform_of(cfg: StackConfig, stack_file: Path) -> StackConfig:
-    """The platform stack's config: the stack's own, or the one its `egress:platformStack` names."""
+    """The platform stack's config: the stack's own, or the one its `egress:platformStack` names. Its
+    `approvals_in_force` mark the stack's objects (as `make print` does); its `teams` own the listeners."""
     return cfg if cfg.is_platform else load_stack(platform_stack_file(cfg, stack_file.resolve().parent))
-
-
-def registry_for(cfg: StackConfig, stack_file: Path) -> list[Any]:
-    """The approval registry the stack's objects are marked from (as `make print` does)."""
-    return platform_of(cfg, stack_file).approvals_in_force
-
-
-def teams_for(cfg: StackConfig, stack_file: Path) -> list[TeamEntry]:
-    """The platform's teams (namespaces and listener ports) the stack's team is one of."""
-    return list(platform_of(cfg, stack_file).teams)
 
 
 class AuthzServer:
@@ -166,7 +157,6 @@ class AuthzServer:
         self.binary, self.work, self.configmaps = binary, work, list(configmaps)
         self.work.mkdir(parents=True, exist_ok=True)
         self.ports = dict(zip(("grpc", "probes", "metrics"), free_ports(3), strict=True))
-        self.proc: subprocess.Popen[bytes] | None = None
         self.policy_dirs: dict[str, Path] = {}
 
     @property
@@ -182,7 +172,7 @@ class AuthzServer:
         # No cluster configuration: the server then builds its file sources only (docs/authz-server.md).
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
         env["KUBECONFIG"] = str(self.work / "no-kubeconfig")
-        proc = self.proc = spawn(self.command(), self.work / "authz.log", env)
+        proc = spawn(self.command(), self.work / "authz.log", env)
         wait_for(
             lambda: http_ok(self.ports["probes"], "/readyz"), "the authz server", alive=lambda: proc.poll() is None
         )
@@ -246,10 +236,12 @@ class Sandbox:
         self.access_log = work / "access.log"
         self.route_files = {name: work / "rds" / f"{name}.json" for name in self.listeners}
         self.route_version = 0
-        # The port -> namespace map the authorization policy holds, for the substituted ports.
-        self.owners = {self.ports[v]: self.team.namespace for v in VARIANTS} | {
-            self.ports[self.other_listener(t.name)]: t.namespace for t in self.others
+        # Which team's listener each loopback listener port stands in for (the variants: the team's own).
+        self.stands_for: dict[int, TeamEntry] = {self.ports[v]: entry for v in VARIANTS} | {
+            self.ports[self.other_listener(t.name)]: t for t in self.others
         }
+        # The port -> namespace map the authorization policy holds, for the substituted ports.
+        self.owners = {port: t.namespace for port, t in self.stands_for.items()}
         self.servers: dict[str, AuthzServer] = {}
         if authz_binary:
             self.servers[OWN] = AuthzServer(authz_binary, work / "authz", policy_files(self.owners))
@@ -284,12 +276,6 @@ class Sandbox:
         assert dest.credential is not None
         return dest.credential.value(self.secret_values[dest.name])
 
-    def deployed_port(self, port: int) -> int:
-        """The real listener port a loopback port stands in for (the variants: the team's own)."""
-        real = {self.ports[v]: self.entry.port for v in VARIANTS}
-        real |= {self.ports[self.other_listener(t.name)]: t.port for t in self.others}
-        return real.get(port, port)
-
     def access_log_as_deployed(self) -> str:
         """The access log with each listener's real port (`make usage` then reads it as a cluster's)."""
         lines = []
@@ -300,13 +286,13 @@ class Sandbox:
             except (ValueError, KeyError, TypeError):
                 lines.append(line)
                 continue
-            lines.append(json.dumps({**entry, "listener_port": self.deployed_port(port)}, ensure_ascii=False))
+            real = self.stands_for[port].port if port in self.stands_for else port
+            lines.append(json.dumps({**entry, "listener_port": real}, ensure_ascii=False))
         return "".join(f"{line}\n" for line in lines)
 
     def listener_teams(self) -> dict[int, str]:
         """The usage report's registry for this run: each substituted listener port -> its team."""
-        by_ns = {t.namespace: t.name for t in self.teams}
-        return {port: by_ns[ns] for port, ns in self.owners.items()}
+        return {port: t.name for port, t in self.stands_for.items()}
 
     # --- processes -----------------------------------------------------------------------------
     def _start_stand_ins(self) -> None:

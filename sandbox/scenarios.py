@@ -27,8 +27,7 @@ from .harness import (
     Response,
     Sandbox,
     allowed_headers,
-    registry_for,
-    teams_for,
+    platform_of,
     usage_registry,
 )
 
@@ -352,13 +351,13 @@ def run(stack_file: Path, authz_binary: str | None, keep_log: Path | None = None
     listener's real port in place of its loopback stand-in (as the gateway in the cluster writes it)."""
     try:
         cfg = load_stack(stack_file)
-        registry = registry_for(cfg, stack_file)
+        platform = platform_of(cfg, stack_file)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1, []
     with tempfile.TemporaryDirectory(prefix="egress-sandbox-") as tmp:
         try:
-            box = Sandbox(cfg, Path(tmp), authz_binary, registry, teams_for(cfg, stack_file))
+            box = Sandbox(cfg, Path(tmp), authz_binary, platform.approvals_in_force, platform.teams)
             scenarios_registry = usage_registry(box, stack_file)
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)

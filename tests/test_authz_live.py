@@ -21,7 +21,7 @@ from components.manifests import authz
 from components.manifests.kinds import Obj
 from components.settings.config import Authz, StackConfig
 from components.settings.stackfile import load_stack
-from sandbox.harness import FAIL_OPEN, OWN, PRINCIPAL, PolicyFiles, Sandbox, allowed_headers, registry_for, teams_for
+from sandbox.harness import FAIL_OPEN, OWN, PRINCIPAL, PolicyFiles, Sandbox, allowed_headers, platform_of
 
 from .conftest import ROOT
 from .kyverno_cli import authz_bin
@@ -51,8 +51,8 @@ def payments() -> StackConfig:
 
 
 def _box(cfg: StackConfig, tmp_path: Path, policy_files: PolicyFiles = authz.platform_configmaps) -> Iterator[Sandbox]:
-    registry, teams = registry_for(cfg, PAYMENTS), teams_for(cfg, PAYMENTS)
-    box = Sandbox(cfg, tmp_path, authz_bin(), registry, teams, policy_files=policy_files)
+    platform = platform_of(cfg, PAYMENTS)
+    box = Sandbox(cfg, tmp_path, authz_bin(), platform.approvals_in_force, platform.teams, policy_files=policy_files)
     try:
         box.start()
         yield box
