@@ -10,9 +10,6 @@ from ..settings.config import TeamEntry
 from . import mesh
 from .kinds import GATEWAY_API, KGATEWAY_API, Obj
 
-# Set by the API server on every namespace to its name; nobody can change it.
-NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-
 # Fields of the gateway's JSON access log (Envoy command operators).
 ACCESS_LOG_FORMAT: dict[str, str] = {
     "start_time": "%START_TIME%",
@@ -90,7 +87,7 @@ def team_listener_set(team: TeamEntry) -> Obj:
                     "allowedRoutes": {
                         "namespaces": {
                             "from": "Selector",
-                            "selector": {"matchLabels": {NAMESPACE_NAME_LABEL: team.namespace}},
+                            "selector": {"matchLabels": {names.NAMESPACE_NAME_LABEL: team.namespace}},
                         },
                         "kinds": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}],
                     },

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..settings import names
 from ..settings.config import Team
 from .kinds import Obj
+from .mesh import gateway_selector
 
 
 def namespace(team: Team) -> Obj:
@@ -23,11 +24,11 @@ def network_policy(team: Team, port: int) -> Obj:
     is allowed next to the team's listener port (ztunnel then refuses any other inner port).
     """
     gateway_peer = {
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": names.GATEWAY_NAMESPACE}},
-        "podSelector": {"matchLabels": {names.GATEWAY_POD_LABEL: names.GATEWAY_NAME}},
+        "namespaceSelector": {"matchLabels": {names.NAMESPACE_NAME_LABEL: names.GATEWAY_NAMESPACE}},
+        "podSelector": gateway_selector(),
     }
     dns_peer = {
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+        "namespaceSelector": {"matchLabels": {names.NAMESPACE_NAME_LABEL: "kube-system"}},
         "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
     }
     return {

@@ -29,6 +29,9 @@ PART_OF_LABEL = "app.kubernetes.io/part-of"
 TEAM_LABEL = "egress.corp/team"
 DESTINATION_LABEL = "egress.corp/destination"
 
+# Set by the API server on every namespace to its name; nobody can change it.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
 AMBIENT_LABEL = "istio.io/dataplane-mode"
 AMBIENT_VALUE = "ambient"
 
