@@ -13,7 +13,7 @@ from ..manifests import admission as admission_manifests
 from ..manifests import approvals as registry
 from ..manifests.stack import registry_addresses, stack_objects
 from ..settings import names, versions
-from ..settings.config import ConfigError, PlatformConfig, StackConfig
+from ..settings.config import ConfigError, PlatformConfig, StackConfig, TeamEntry
 from ..settings.names import RENDER_DIR_ENV
 from ..team.egress import Needs, TeamEgress, TeamEgressArgs, credential_values
 from .admission import AdmissionPolicy, AdmissionPolicyArgs
@@ -185,7 +185,7 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
     )
     # No credential is exported: team stacks read these outputs. Each team's identity is fetched by
     # the platform's own pipeline (`make team-kubeconfig`) and handed to that team's CI only.
-    pulumi.export("teams", {t.name: team_record(t.name, t.namespace, t.port) for t in cfg.teams})
+    pulumi.export("teams", {t.name: team_record(t) for t in cfg.teams})
     pulumi.export("gatewayAddress", gateway.address)
     pulumi.export("authzAddress", authz.address)
     pulumi.export("approvals", registry.to_output(cfg.approvals_in_force))
@@ -196,11 +196,11 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
     return Platform(cluster, gateway_api, istio, kgateway, kyverno, authz, gateway, admission, ollama, tenants, team)
 
 
-def team_record(team: str, namespace: str, port: int) -> dict[str, str | int]:
+def team_record(team: TeamEntry) -> dict[str, str | int]:
     """What the platform tells everyone about a team: its namespace, the identity its stack uses, and
     the gateway port its workloads call (its own listener)."""
     return {
-        "namespace": namespace,
-        "identity": f"{names.TENANTS_NAMESPACE}/{names.team_identity(team)}",
-        "port": port,
+        "namespace": team.namespace,
+        "identity": f"{names.TENANTS_NAMESPACE}/{names.team_identity(team.name)}",
+        "port": team.port,
     }
