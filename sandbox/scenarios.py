@@ -19,6 +19,7 @@ from components.manifests.destination import resource_name
 from components.settings.config import ConfigError, Destination, duration_ms
 from components.settings.stackfile import load_stack
 
+from .authz_check import Decision
 from .harness import (
     FAIL_OPEN,
     LOAD_ERRORS,
@@ -43,6 +44,11 @@ class Result:
 
 
 PASS, FAIL, NOT_RUN, NOT_APPLICABLE = "PASS", "FAIL", "NOT RUN", "N/A"
+
+
+def _denied_403(decision: Decision, message: str) -> bool:
+    """A direct Check's answer: denied, 403, with exactly this message."""
+    return not decision.allowed and decision.http_status == 403 and decision.body == message
 
 
 @dataclass
@@ -113,7 +119,7 @@ class Scenarios:
             f"{d.name}: route context with another host (direct Check)",
             f"denied 403 {d.authz.deny_message!r}",
             str(decision),
-            not decision.allowed and decision.http_status == 403 and decision.body == d.authz.deny_message,
+            _denied_403(decision, d.authz.deny_message),
         )
         # Canary: a Check without a route's context, straight to the server: the default deny decides.
         decision = box.check(UNROUTED_HOST, allowed_headers(d), OWN, {})
@@ -121,7 +127,7 @@ class Scenarios:
             "canary: unknown host, direct Check, default deny",
             f"denied 403 {authz.DEFAULT_DENY_MESSAGE!r}",
             str(decision),
-            not decision.allowed and decision.http_status == 403 and decision.body == authz.DEFAULT_DENY_MESSAGE,
+            _denied_403(decision, authz.DEFAULT_DENY_MESSAGE),
         )
         # The policy directories are the kubelet layout, loaded without a single load or compile error.
         layout_ok = all((p / "..data").is_symlink() for p in box.policy_dirs.values()) and len(box.policy_dirs) == 2
@@ -156,7 +162,7 @@ class Scenarios:
             f"{d.name}: this route's context from another team's port (direct Check)",
             f"denied 403 {d.authz.deny_message!r}",
             str(decision),
-            not decision.allowed and decision.http_status == 403 and decision.body == d.authz.deny_message,
+            _denied_403(decision, d.authz.deny_message),
         )
 
     def unrouted(self) -> None:
@@ -278,8 +284,7 @@ class Scenarios:
         box = self.box
         first = box.cfg.destinations[0]
         s = box.stand_ins[first.name]
-        # Through the authorized path when the authz server runs; else through the failOpen listener.
-        listener = OWN if box.authz is not None else FAIL_OPEN
+        listener = self._listener()
         s.pause()
         try:
             r = box.request(first.host, allowed_headers(first), listener=listener)
