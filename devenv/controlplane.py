@@ -15,7 +15,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from typing import Any, Protocol
 import yaml
 
 from .kubeapi import KubeApi
+from .ports import free_ports
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +81,6 @@ def binaries_from_env() -> dict[str, Path]:
     if reason is not None:
         raise ControlPlaneError(reason)
     return {name: Path(os.environ[var]) for name, var in ENV_VARS.items()}
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct loopback ports the OS reports free (all held open together so they differ)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 # --- child processes ---------------------------------------------------------------------------------

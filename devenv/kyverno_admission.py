@@ -47,9 +47,9 @@ from .controlplane import (
     _die_with_parent,
     _Process,
     _signals_deferred,
-    free_ports,
 )
 from .kubeapi import KubeApi
+from .ports import free_ports
 
 log = logging.getLogger(__name__)
 

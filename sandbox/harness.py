@@ -25,7 +25,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -45,6 +44,7 @@ from components.manifests.stack import stack_objects
 from components.settings import names
 from components.settings.config import ConfigError, Destination, StackConfig, TeamEntry
 from components.settings.stackfile import load_stack, platform_stack_file
+from devenv.ports import free_ports
 
 from . import authz_check, authz_server, envoy_config, negative_control
 from .upstream import StandIn
@@ -59,15 +59,6 @@ PRINCIPAL_SERVICE = "kyverno-authz-principal"  # the negative control's server, 
 LOAD_ERRORS = ("failed to load", "error compiling", "skipping document")
 
 PolicyFiles = Callable[[Mapping[int, str]], Sequence[Obj]]  # listener owners -> policy ConfigMaps
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports (all held open while choosing, so none repeats)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
 
 
 def _libc_prctl() -> Callable[..., int] | None:
