@@ -45,7 +45,8 @@ ENV_VARS: Mapping[str, str] = {
 BUILD_HINT = "run `make tools` / scripts/build/controlplane.sh"
 # Only what deleting objects needs: namespace finalization, foreground/background deletion of dependents,
 # the `default` ServiceAccount of every namespace and the token Secrets of legacy ServiceAccount tokens.
-CONTROLLERS = "namespace,garbagecollector,serviceaccount,serviceaccount-token"
+# clusterrole-aggregation: charts ship aggregated ClusterRoles (Kyverno's), empty without it.
+CONTROLLERS = "namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 ADMIN_USER = "admin"
@@ -99,7 +100,7 @@ def _die_with_parent() -> None:
 
 
 @dataclass
-class _Process:
+class Process:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
@@ -128,9 +129,14 @@ class _Process:
                 self.popen.wait()
 
 
-def _spawn(name: str, argv: Sequence[str], workdir: Path) -> _Process:
-    log_path = workdir / f"{name}.log"
-    env = dict(os.environ)
+def spawn(
+    name: str, argv: Sequence[str], workdir: Path, env: Mapping[str, str] | None = None, log_path: Path | None = None
+) -> Process:
+    """Starts one out-of-cluster component in its own process group, its output in `log_path` (default
+    `workdir/<name>.log`); it dies with the thread that started it. Every process devenv and the
+    sandbox start goes through here."""
+    log_path = log_path or workdir / f"{name}.log"
+    env = dict(os.environ if env is None else env)
     if name == "etcd":  # etcd reads every ETCD_* variable as a flag (ETCD_BIN is ours)
         env = {key: value for key, value in env.items() if not key.startswith("ETCD_")}
     with log_path.open("wb") as out:
@@ -145,7 +151,7 @@ def _spawn(name: str, argv: Sequence[str], workdir: Path) -> _Process:
             preexec_fn=_die_with_parent,  # a prctl call only
         )
     log.debug("started %s (pid %d): %s", name, popen.pid, shlex.join(argv))
-    return _Process(name, popen, log_path)
+    return Process(name, popen, log_path)
 
 
 # --- signals -------------------------------------------------------------------------------------------
@@ -166,7 +172,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
-def _activate(plane: _Stoppable) -> None:
+def activate(plane: _Stoppable) -> None:
     global _previous_sigterm
     with _lock:
         if not _active and threading.current_thread() is threading.main_thread():
@@ -176,7 +182,7 @@ def _activate(plane: _Stoppable) -> None:
         _active.append(plane)
 
 
-def _deactivate(plane: _Stoppable) -> None:
+def deactivate(plane: _Stoppable) -> None:
     global _previous_sigterm
     with _lock:
         if plane in _active:
@@ -188,7 +194,7 @@ def _deactivate(plane: _Stoppable) -> None:
 
 
 @contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
+def signals_deferred() -> Iterator[None]:
     """Holds SIGINT/SIGTERM during cleanup so a second Ctrl-C cannot leave servers behind; re-raises after."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -219,7 +225,7 @@ def _stop_all() -> None:
 # --- readiness -----------------------------------------------------------------------------------------
 
 
-def _get(url: str, *, token: str | None = None, context: ssl.SSLContext | None = None) -> tuple[int, str]:
+def http_get(url: str, *, token: str | None = None, context: ssl.SSLContext | None = None) -> tuple[int, str]:
     """(status, body) of a GET; (0, error text) when there is no HTTP answer."""
     request = urllib.request.Request(url)
     if token:
@@ -280,7 +286,7 @@ class ControlPlane:
         self.timeout = timeout
         self.keep_workdir = keep_workdir
         self._binaries = dict(binaries) if binaries is not None else None
-        self._processes: list[_Process] = []
+        self._processes: list[Process] = []
         self._pids: dict[str, int] = {}
         self._workdir: Path | None = None
         self._port = 0
@@ -326,6 +332,24 @@ class ControlPlane:
         """Admin access to the API server."""
         return KubeApi(self.server, self.token, self.ssl_context())
 
+    def service_account_kubeconfig(self, namespace: str, name: str, hours: int = 24) -> Path:
+        """A kubeconfig for the ServiceAccount `namespace/name` (which must exist), as a pod of it would
+        authenticate: a token from the TokenRequest API, bound to the API server's audience. Nothing
+        else: what it may do is what RBAC in the API server grants that ServiceAccount."""
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": hours * 3600},
+        }
+        status, body = self.api.request("POST", f"api/v1/namespaces/{namespace}/serviceaccounts/{name}/token", request)
+        if status != 201:
+            raise ControlPlaneError(f"no token for ServiceAccount {namespace}/{name}: HTTP {status}: {body}")
+        user = f"system:serviceaccount:{namespace}:{name}"
+        path = self.workdir / f"kubeconfig-{namespace}-{name}"
+        path.write_text(_kubeconfig(self.server, self.ca_file.read_bytes(), user, body["status"]["token"]))
+        path.chmod(0o600)
+        return path
+
     # -- lifecycle ----------------------------------------------------------------------------------
     def __enter__(self) -> ControlPlane:
         return self.start()
@@ -344,7 +368,7 @@ class ControlPlane:
                 raise ControlPlaneError(f"no {name} binary given; {BUILD_HINT}")
         self._started_at = time.monotonic()
         self._workdir = Path(tempfile.mkdtemp(prefix="controlplane-"))
-        _activate(self)
+        activate(self)
         try:
             self._start(binaries, self._workdir)
         except BaseException:
@@ -356,10 +380,10 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Stops every process this control plane started (last started first); idempotent."""
-        with _signals_deferred():
+        with signals_deferred():
             while self._processes:
                 self._processes.pop().stop(STOP_GRACE_SECONDS)
-            _deactivate(self)
+            deactivate(self)
             if self._workdir is not None:
                 if self.keep_workdir:
                     log.info("kept the control plane's work dir %s", self._workdir)
@@ -375,7 +399,7 @@ class ControlPlane:
 
     # -- internals ----------------------------------------------------------------------------------
     def _spawn(self, name: str, binary: Path, args: Sequence[str], workdir: Path) -> None:
-        proc = _spawn(name, [str(binary), *args], workdir)
+        proc = spawn(name, [str(binary), *args], workdir)
         self._processes.append(proc)
         self._pids[name] = proc.popen.pid
 
@@ -433,7 +457,7 @@ class ControlPlane:
         )
 
         def etcd_ready() -> tuple[bool, str]:
-            status, body = _get(f"{etcd_url}/health")
+            status, body = http_get(f"{etcd_url}/health")
             with contextlib.suppress(ValueError, AttributeError):
                 return status == 200 and json.loads(body).get("health") == "true", body
             return False, body
@@ -467,7 +491,7 @@ class ControlPlane:
         def apiserver_ready() -> tuple[bool, str]:
             if not self.ca_file.is_file():  # written before the server listens
                 return False, f"{self.ca_file} not written yet"
-            status, body = _get(f"{self.server}/readyz", token=self._token, context=self.ssl_context())
+            status, body = http_get(f"{self.server}/readyz", token=self._token, context=self.ssl_context())
             return status == 200 and body.strip() == "ok", body
 
         self._wait("kube-apiserver", apiserver_ready)
@@ -497,7 +521,7 @@ class ControlPlane:
         insecure = _insecure_context()  # its own throwaway self-signed certificate; only /healthz is asked
 
         def kcm_ready() -> tuple[bool, str]:
-            status, body = _get(f"https://127.0.0.1:{kcm_port}/healthz", context=insecure)
+            status, body = http_get(f"https://127.0.0.1:{kcm_port}/healthz", context=insecure)
             return status == 200 and body.strip() == "ok", body
 
         self._wait("kube-controller-manager", kcm_ready)

@@ -17,6 +17,8 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "ServiceAccount": ("api/v1", "serviceaccounts", True),
     "Secret": ("api/v1", "secrets", True),
     "Role": ("apis/rbac.authorization.k8s.io/v1", "roles", True),
+    "ClusterRole": ("apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
+    "ClusterRoleBinding": ("apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
     "RoleBinding": ("apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
     "Deployment": ("apis/apps/v1", "deployments", True),
     "DaemonSet": ("apis/apps/v1", "daemonsets", True),
@@ -31,6 +33,11 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "GatewayExtension": ("apis/gateway.kgateway.dev/v1alpha1", "gatewayextensions", True),
     "ListenerPolicy": ("apis/gateway.kgateway.dev/v1alpha1", "listenerpolicies", True),
     "BackendConfigPolicy": ("apis/gateway.kgateway.dev/v1alpha1", "backendconfigpolicies", True),
+    "ValidatingWebhookConfiguration": (
+        "apis/admissionregistration.k8s.io/v1",
+        "validatingwebhookconfigurations",
+        False,
+    ),
     "ClusterPolicy": ("apis/kyverno.io/v1", "clusterpolicies", False),
     "ValidatingPolicy": ("apis/policies.kyverno.io/v1", "validatingpolicies", False),
     "NetworkPolicy": ("apis/networking.k8s.io/v1", "networkpolicies", True),
@@ -39,21 +46,54 @@ KINDS: dict[str, tuple[str, str, bool]] = {
 
 
 @dataclass(frozen=True)
+class Response:
+    status: int
+    body: Any  # the parsed JSON, or the text where the server sent none
+    warnings: list[str]
+
+    @property
+    def message(self) -> str:
+        if isinstance(self.body, dict):
+            return str(self.body.get("message", self.body))
+        return str(self.body)
+
+
+@dataclass(frozen=True)
 class KubeApi:
     server: str
     token: str
     context: ssl.SSLContext
 
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        timeout: float = 30.0,
+    ) -> Response:
+        """One API call; HTTP errors are answers too (their status and body), not exceptions."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"{self.server}/{path}", data=data, method=method)
         req.add_header("Authorization", f"Bearer {self.token}")
-        req.add_header("Content-Type", "application/json")
+        req.add_header("Content-Type", content_type)
+        req.add_header("Accept", accept)
         try:
-            with urllib.request.urlopen(req, context=self.context, timeout=30) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
+            with urllib.request.urlopen(req, context=self.context, timeout=timeout) as resp:
+                raw, status, headers = resp.read(), int(resp.status), resp.headers
         except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null")
+            raw, status, headers = err.read(), err.code, err.headers
+        try:
+            parsed: Any = json.loads(raw or b"null")
+        except ValueError:
+            parsed = raw.decode(errors="replace")
+        return Response(status, parsed, list(headers.get_all("Warning") or []))
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        response = self.call(method, path, body)
+        return response.status, response.body
 
     def _path(self, kind: str, namespace: str | None, name: str | None = None) -> str:
         prefix, plural, namespaced = KINDS[kind]

@@ -1,10 +1,13 @@
 """Kyverno's real admission controller (cmd/kyverno, v1.19.0) out of cluster, against a local control plane.
 
-`with KyvernoAdmission(control_plane) as kyverno:` installs what the controller needs into the API server
-(the kyverno chart's 22 CRDs by server-side apply, the `kyverno` namespace, optionally its configuration
-ConfigMap), starts the controller on a free loopback port with `--serverIP`, so that it registers its
-webhooks as `url: https://127.0.0.1:<port>/...` with its own CA, waits until its validating webhooks are
-registered and answer through the API server, and stops it again (process group, SIGTERM then SIGKILL)
+`with KyvernoAdmission(control_plane) as kyverno:` installs what the kyverno chart installs for it (rendered
+with the platform's own values by Helm in the kubernetes provider, devenv/chartrender.py): the chart's CRDs,
+its ServiceAccounts, ClusterRoles, Roles and bindings, its configuration ConfigMaps. It then starts the
+controller as the chart's Deployment runs it (the same arguments and environment, only ports and
+addresses moved to loopback), authenticated as the chart's ServiceAccount with a TokenRequest token, never
+as admin: every read the policies make is allowed or refused by the chart's RBAC in the API server. It
+registers its webhooks as `url: https://127.0.0.1:<port>/...` (`--serverIP`) with its own CA; the block
+waits until they answer through the API server, and stops it again (process group, SIGTERM then SIGKILL)
 when the block ends, however it ends. On the way out it also removes the webhook configurations it
 registered: they fail closed, and would refuse every matching write once it is gone.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import hashlib
 import json
 import logging
@@ -24,7 +28,6 @@ import shlex
 import shutil
 import signal
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,19 +39,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import yaml
-
+from . import chartrender, incluster
 from .controlplane import (
     ControlPlane,
     ControlPlaneError,
+    Process,
     Terminated,
-    _activate,
-    _deactivate,
-    _die_with_parent,
-    _Process,
-    _signals_deferred,
+    activate,
+    deactivate,
+    signals_deferred,
+    spawn,
 )
-from .kubeapi import KubeApi
+from .kubeapi import KubeApi, Response
 from .ports import free_ports
 
 log = logging.getLogger(__name__)
@@ -58,19 +60,12 @@ BUILD_HINT = "run `make tools` / scripts/build/kyverno-admission.sh"
 ROOT = Path(__file__).resolve().parent.parent
 # The pinned upstream charts (../shared/charts, see its SOURCES.md); the same setting the tests use.
 CHARTS_DIR = Path(os.environ.get("EGRESS_CHARTS_DIR", ROOT.parent / "shared" / "charts"))
-# Where the kyverno chart keeps its CRDs: plain YAML apart from whole-line template directives.
-CRD_GLOBS = ("kyverno/charts/crds/templates/*/*.yaml", "kyverno/charts/kyverno-api/templates/crds/*.yaml")
-
 # Names as the kyverno chart (release `kyverno` in namespace `kyverno`) gives them.
 NAMESPACE = "kyverno"
-SERVICE = "kyverno-svc"
 DEPLOYMENT = "kyverno-admission-controller"
 SERVICE_ACCOUNT = "kyverno-admission-controller"
-CONFIG_MAP = "kyverno"
-METRICS_CONFIG_MAP = "kyverno-metrics"
-CA_SECRET = f"{SERVICE}.{NAMESPACE}.svc.kyverno-tls-ca"
-TLS_SECRET = f"{SERVICE}.{NAMESPACE}.svc.kyverno-tls-pair"
-BACKGROUND_SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:kyverno-background-controller"
+REPORTS_SERVICE_ACCOUNT = "kyverno-reports-controller"
+BACKGROUND_SERVICE_ACCOUNT = "kyverno-background-controller"
 
 # What the controller registers (pkg/config/config.go); all carry the `managed-by` label.
 MANAGED_BY = "webhook.kyverno.io/managed-by=kyverno"
@@ -81,7 +76,6 @@ FIELD_MANAGER = "egress-devenv"
 STOP_GRACE_SECONDS = 15.0
 # Set on each CRD applied: what was applied, so that a later start on the same control plane skips it.
 CONTENT_ANNOTATION = "egress.corp/devenv-content-sha256"
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # Policy kinds `wait_policy_ready` knows -> their collection path.
 POLICY_PATHS: Mapping[str, str] = {
@@ -125,87 +119,64 @@ def binary_from_env() -> Path:
     return Path(os.environ[ENV_VAR])
 
 
-# --- the chart's CRDs ------------------------------------------------------------------------------------
+# --- the chart, as the platform installs it -----------------------------------------------------------
 
 
-def chart_crds(charts_dir: Path | None = None) -> list[dict[str, Any]]:
-    """The CRDs the kyverno chart installs with its default values, without Helm.
+@functools.cache
+def _platform_chart_json(charts_dir: Path) -> str:
+    from components.platform.charts import Install
+    from components.platform.kyverno import kyverno_values
 
-    Their templates are plain YAML apart from whole-line directives (an `if` on a value that defaults to
-    true, and `include`s of labels and annotations); those lines are dropped, and so are the then empty
-    `labels`/`annotations`. Anything else that looks like a template is an error, not a guess.
-    """
-    root = charts_dir or CHARTS_DIR
-    files = sorted(path for pattern in CRD_GLOBS for path in root.glob(pattern))
-    if not files:
-        raise KyvernoAdmissionError(f"no kyverno chart CRDs under {root} ({', '.join(CRD_GLOBS)})")
-    crds: list[dict[str, Any]] = []
-    for path in files:
-        lines = [line for line in path.read_text().splitlines() if not _is_directive(line)]
-        if any("{{" in line for line in lines):
-            raise KyvernoAdmissionError(f"{path}: a template expression inside a line; cannot render it without Helm")
-        for doc in yaml.load_all("\n".join(lines), Loader=_LOADER):
-            if not doc:
-                continue
-            if doc.get("kind") != "CustomResourceDefinition":
-                raise KyvernoAdmissionError(f"{path}: expected CustomResourceDefinitions, found {doc.get('kind')}")
-            meta = doc["metadata"]
-            for key in ("labels", "annotations"):
-                if not meta.get(key):
-                    meta.pop(key, None)
-            crds.append(doc)
-    return crds
+    values = kyverno_values(Install())
+    return json.dumps(chartrender.render(charts_dir / "kyverno", release="kyverno", namespace=NAMESPACE, values=values))
 
 
-def _is_directive(line: str) -> bool:
-    text = line.strip()
-    return text.startswith("{{") and text.endswith("}}")
+def platform_chart(charts_dir: Path | None = None) -> list[dict[str, Any]]:
+    """The kyverno chart rendered with the platform's values (once per process)."""
+    try:
+        out: list[dict[str, Any]] = json.loads(_platform_chart_json(charts_dir or CHARTS_DIR))
+    except chartrender.ChartRenderError as err:
+        raise KyvernoAdmissionError(str(err)) from err
+    return out
+
+
+def chart_command(chart: Sequence[Mapping[str, Any]]) -> tuple[list[str], dict[str, str]]:
+    """(arguments, environment) of the admission controller's container, as the chart's Deployment has them."""
+    try:
+        return incluster.container_command(chart, DEPLOYMENT, "kyverno", NAMESPACE)
+    except LookupError as err:
+        raise KyvernoAdmissionError(str(err)) from err
+
+
+def on_loopback(args: Sequence[str], port: int, metrics_port: int, kubeconfig: Path) -> list[str]:
+    """The chart's arguments with the listeners moved to loopback and the credential given by file.
+
+    Registers the webhooks as https://127.0.0.1:<port><path> (`--serverIP`) and issues the serving
+    certificate for it; controller-runtime's metrics, on :8080 of every address in the chart, are off."""
+    moved = {
+        "webhookServerPort": str(port),
+        "metricsPort": str(metrics_port),
+        "controllerRuntimeMetricsAddress": "0",
+    }
+    out = []
+    for arg in args:
+        flag = arg.removeprefix("--").split("=", 1)[0]
+        out.append(f"--{flag}={moved.pop(flag)}" if flag in moved else arg)
+    out += [f"--{flag}={value}" for flag, value in moved.items()]
+    return [
+        *out,
+        f"--kubeconfig={kubeconfig}",
+        f"--serverIP=127.0.0.1:{port}",
+        "--webhookServerHost=127.0.0.1",
+        "--metricsHost=127.0.0.1",
+        "--disableLogColor",
+    ]
 
 
 # --- API calls -------------------------------------------------------------------------------------------
 
 
-class _Response:
-    def __init__(self, status: int, body: Any, warnings: list[str]) -> None:
-        self.status = status
-        self.body = body
-        self.warnings = warnings
-
-    @property
-    def message(self) -> str:
-        if isinstance(self.body, dict):
-            return str(self.body.get("message", self.body))
-        return str(self.body)
-
-
-def _call(
-    api: KubeApi,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    content_type: str = "application/json",
-    accept: str = "application/json",
-    timeout: float = 30.0,
-) -> _Response:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{api.server}/{path}", data=data, method=method)
-    request.add_header("Authorization", f"Bearer {api.token}")
-    request.add_header("Content-Type", content_type)
-    request.add_header("Accept", accept)
-    try:
-        with urllib.request.urlopen(request, context=api.context, timeout=timeout) as response:
-            raw, status, headers = response.read(), int(response.status), response.headers
-    except urllib.error.HTTPError as err:
-        raw, status, headers = err.read(), err.code, err.headers
-    try:
-        parsed: Any = json.loads(raw or b"null")
-    except ValueError:
-        parsed = raw.decode(errors="replace")
-    return _Response(status, parsed, list(headers.get_all("Warning") or []))
-
-
-def _must(response: _Response, what: str) -> Any:
+def _must(response: Response, what: str) -> Any:
     if not 200 <= response.status < 300:
         raise KyvernoAdmissionError(f"{what}: HTTP {response.status}: {response.message}")
     return response.body
@@ -214,7 +185,7 @@ def _must(response: _Response, what: str) -> Any:
 def apply(api: KubeApi, path: str, obj: Mapping[str, Any]) -> Any:
     """Server-side apply of `obj` at `path` (its item path), as field manager egress-devenv, forced."""
     query = urllib.parse.urlencode({"fieldManager": FIELD_MANAGER, "force": "true"})
-    response = _call(api, "PATCH", f"{path}?{query}", obj, content_type="application/apply-patch+yaml")
+    response = api.call("PATCH", f"{path}?{query}", obj, content_type="application/apply-patch+yaml")
     return _must(response, f"apply {obj.get('kind')} {obj['metadata'].get('name')}")
 
 
@@ -225,7 +196,7 @@ def install_crds(api: KubeApi, crds: Sequence[Mapping[str, Any]], timeout: float
     start on the same control plane costs one metadata list instead of seconds of schema processing).
     """
     base = "apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-    listed = _call(api, "GET", base, accept="application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")
+    listed = api.call("GET", base, accept="application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")
     present = {
         item["metadata"]["name"]: (item["metadata"].get("annotations") or {}).get(CONTENT_ANNOTATION)
         for item in _must(listed, "list CRDs").get("items") or []
@@ -243,7 +214,7 @@ def install_crds(api: KubeApi, crds: Sequence[Mapping[str, Any]], timeout: float
     deadline = time.monotonic() + timeout
     for name in applied:
         while True:
-            obj = _must(_call(api, "GET", f"{base}/{name}"), f"get CRD {name}")
+            obj = _must(api.call("GET", f"{base}/{name}"), f"get CRD {name}")
             if _condition(obj.get("status", {}), "Established") == "True":
                 break
             if time.monotonic() > deadline:
@@ -259,8 +230,8 @@ def _condition(status: Mapping[str, Any], kind: str) -> str | None:
 
 
 def ensure_namespace(api: KubeApi, name: str) -> None:
-    response = _call(
-        api, "POST", "api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    response = api.call(
+        "POST", "api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
     )
     if response.status != 409:
         _must(response, f"create namespace {name}")
@@ -306,7 +277,7 @@ def wait_policy_ready(
     while True:
         if admission is not None:
             admission.check()
-        response = _call(api, "GET", path)
+        response = api.call("GET", path)
         if response.status == 200:
             ready, why = policy_ready(response.body)
             if ready:
@@ -328,22 +299,20 @@ def wait_policy_ready(
 class KyvernoAdmission:
     """Kyverno's admission controller against `control_plane` (started), on a free loopback port.
 
-    `config` is the data of the controller's configuration ConfigMap (`kyverno` in its namespace: resource
-    filters, excluded groups, webhook namespace selector, ...); without it Kyverno runs on its built-in
-    defaults, which filter and exclude nothing (the chart's defaults exclude kube-system, kube-public,
-    kube-node-lease and the kyverno namespace). `kubeconfig` is the controller's credential (default: the
-    control plane's admin). The process dies with the thread that started it (PR_SET_PDEATHSIG).
-    Its leader-election identity is fixed, so a controller started after another one stopped on the same
-    control plane leads at once; two at the same time on one control plane are not supported.
+    `chart` is the rendered kyverno chart whose objects and Deployment it installs and runs (default: the
+    platform's, `platform_chart()`); a test passes another rendering to see what other values would do.
+    The controller's credential is a token of the chart's ServiceAccount. The process dies with the thread
+    that started it (PR_SET_PDEATHSIG). Its leader-election identity is fixed, so a controller started
+    after another one stopped on the same control plane leads at once; two at the same time on one
+    control plane are not supported.
     """
 
     def __init__(
         self,
         control_plane: ControlPlane,
         *,
+        chart: Sequence[Mapping[str, Any]] | None = None,
         timeout: float = 180.0,
-        config: Mapping[str, str] | None = None,
-        kubeconfig: Path | None = None,
         charts_dir: Path | None = None,
         binary: Path | None = None,
         extra_args: Sequence[str] = (),
@@ -351,13 +320,12 @@ class KyvernoAdmission:
     ) -> None:
         self.control_plane = control_plane
         self.timeout = timeout
-        self.config = dict(config) if config is not None else None
+        self.chart = list(chart) if chart is not None else None
         self.charts_dir = charts_dir
         self.extra_args = list(extra_args)
         self.keep_workdir = keep_workdir
-        self._kubeconfig = kubeconfig
         self._binary = binary
-        self._process: _Process | None = None
+        self._process: Process | None = None
         self._workdir: Path | None = None
         self._port = 0
         self._pid = 0
@@ -404,16 +372,20 @@ class KyvernoAdmission:
         binary = self._binary or binary_from_env()
         try:
             self.control_plane.check()
-            kubeconfig = self._kubeconfig or self.control_plane.kubeconfig
         except ControlPlaneError as err:
             raise KyvernoAdmissionError(f"the control plane is not running: {err}") from err
+        chart = self.chart if self.chart is not None else platform_chart(self.charts_dir)
         self._started_at = time.monotonic()
         self._workdir = Path(tempfile.mkdtemp(prefix="kyverno-admission-"))
-        _activate(self)
+        activate(self)
         try:
-            self._install()
-            self._spawn(binary, kubeconfig, self._workdir)
+            self._install(chart)
+            kubeconfig = self.control_plane.service_account_kubeconfig(NAMESPACE, SERVICE_ACCOUNT)
+            self._spawn(binary, chart, kubeconfig, self._workdir)
             self._wait_ready()
+        except ControlPlaneError as err:
+            self.stop()
+            raise KyvernoAdmissionError(str(err)) from err
         except BaseException:
             self.stop()
             raise
@@ -423,12 +395,12 @@ class KyvernoAdmission:
 
     def stop(self) -> None:
         """Stops the controller and removes the webhook configurations it registered; idempotent."""
-        with _signals_deferred():
+        with signals_deferred():
             if self._process is not None:
                 self._process.stop(STOP_GRACE_SECONDS)
                 self._process = None
                 self._remove_webhooks()
-            _deactivate(self)
+            deactivate(self)
             if self._workdir is not None:
                 if self.keep_workdir:
                     log.info("kept the admission controller's work dir %s", self._workdir)
@@ -443,64 +415,21 @@ class KyvernoAdmission:
             raise KyvernoAdmissionError(proc.describe_exit())
 
     # -- internals ----------------------------------------------------------------------------------
-    def _install(self) -> None:
+    def _install(self, chart: Sequence[Mapping[str, Any]]) -> None:
         api = self.api
-        install_crds(api, chart_crds(self.charts_dir))
+        install_crds(api, [o for o in chart if o.get("kind") == "CustomResourceDefinition"])
         ensure_namespace(api, NAMESPACE)
-        if self.config is not None:
-            cm = {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": CONFIG_MAP, "namespace": NAMESPACE},
-                "data": self.config,
-            }
-            apply(api, f"api/v1/namespaces/{NAMESPACE}/configmaps/{CONFIG_MAP}", cm)
+        incluster.install(api, chart, apply)
+        self._wait("the chart's aggregated ClusterRoles", lambda: incluster.aggregated(api, chart))
 
-    def _spawn(self, binary: Path, kubeconfig: Path, workdir: Path) -> None:
+    def _spawn(self, binary: Path, chart: Sequence[Mapping[str, Any]], kubeconfig: Path, workdir: Path) -> None:
         self._port, metrics_port = free_ports(2)
-        argv = [
-            str(binary),
-            f"--kubeconfig={kubeconfig}",
-            # Registers the webhooks as https://<serverIP><path> and issues the serving certificate for it.
-            f"--serverIP=127.0.0.1:{self._port}",
-            "--webhookServerHost=127.0.0.1",
-            f"--webhookServerPort={self._port}",
-            f"--caSecretName={CA_SECRET}",
-            f"--tlsSecretName={TLS_SECRET}",
-            f"--backgroundServiceAccountName={BACKGROUND_SERVICE_ACCOUNT}",
-            "--metricsHost=127.0.0.1",
-            f"--metricsPort={metrics_port}",
-            "--controllerRuntimeMetricsAddress=0",  # 0 disables it (default :8080, on every address)
-            "--disableLogColor",
-            *self.extra_args,
-        ]
-        env = dict(os.environ)
-        env.update(
-            {
-                "KYVERNO_NAMESPACE": NAMESPACE,
-                "KYVERNO_DEPLOYMENT": DEPLOYMENT,
-                "KYVERNO_POD_NAME": f"{DEPLOYMENT}-local",
-                "KYVERNO_SERVICEACCOUNT_NAME": SERVICE_ACCOUNT,
-                "KYVERNO_SVC": SERVICE,
-                "INIT_CONFIG": CONFIG_MAP,
-                "METRICS_CONFIG": METRICS_CONFIG_MAP,
-            }
-        )
-        log_path = workdir / "kyverno.log"
-        with log_path.open("wb") as out:
-            popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=workdir,
-                env=env,
-                start_new_session=True,  # own process group: killpg stops it, Ctrl-C in a terminal reaches us only
-                preexec_fn=_die_with_parent,  # a prctl call only
-            )
-        self._process = _Process("kyverno", popen, log_path)
-        self._pid = popen.pid
-        log.debug("started kyverno (pid %d): %s", popen.pid, shlex.join(argv))
+        args, chart_env = chart_command(chart)
+        argv = [str(binary), *on_loopback(args, self._port, metrics_port, kubeconfig), *self.extra_args]
+        env = {**os.environ, **chart_env}
+        env.pop("KUBERNETES_SERVICE_HOST", None)  # the kubeconfig, not an in-cluster guess
+        self._process = spawn("kyverno", argv, workdir, env)
+        self._pid = self._process.popen.pid
 
     def _wait(self, what: str, ready: Callable[[], tuple[bool, str]]) -> None:
         deadline = self._started_at + self.timeout
@@ -521,8 +450,8 @@ class KyvernoAdmission:
         ca_bundle: list[bytes] = []
 
         def registered() -> tuple[bool, str]:
-            response = _call(
-                api, "GET", f"apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations?{_selector()}"
+            response = api.call(
+                "GET", f"apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations?{_selector()}"
             )
             if response.status != 200:
                 return False, f"HTTP {response.status}: {response.message}"
@@ -558,7 +487,7 @@ class KyvernoAdmission:
         self._wait("webhook server serving with the registered CA", serving)
 
         def answers() -> tuple[bool, str]:
-            response = _call(api, "POST", "apis/kyverno.io/v1/clusterpolicies?dryRun=All", _PROBE_POLICY)
+            response = api.call("POST", "apis/kyverno.io/v1/clusterpolicies?dryRun=All", _PROBE_POLICY)
             return f'admission webhook "{POLICY_WEBHOOK}" denied the request' in response.message, (
                 f"HTTP {response.status}: {response.message}"
             )
@@ -575,12 +504,12 @@ class KyvernoAdmission:
             api = self.api
             for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
                 base = f"apis/admissionregistration.k8s.io/v1/{kind}"
-                listed = _call(api, "GET", f"{base}?{_selector()}", timeout=10)
+                listed = api.call("GET", f"{base}?{_selector()}", timeout=10)
                 if listed.status != 200:
                     log.warning("could not list Kyverno's %s: HTTP %s %s", kind, listed.status, listed.message)
                     continue
                 for name in _calling(listed.body.get("items") or [], self.url):
-                    response = _call(api, "DELETE", f"{base}/{name}", timeout=10)
+                    response = api.call("DELETE", f"{base}/{name}", timeout=10)
                     if response.status not in (200, 404):
                         log.warning("could not remove %s %s: HTTP %s %s", kind, name, response.status, response.message)
         except (OSError, ControlPlaneError) as err:
@@ -615,6 +544,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for readiness (default 180)")
     parser.add_argument("--keep", action="store_true", help="keep the work directories (logs) after stopping")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every process started")
+    parser.add_argument(
+        "--chart",
+        type=Path,
+        help="the rendered kyverno chart as a JSON list of objects (default: rendered with the platform's values)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -623,9 +557,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        chart = json.loads(args.chart.read_text()) if args.chart else None
+    except (OSError, ValueError) as err:
+        log.error("--chart %s: %s", args.chart, err)
+        return 2
+    try:
         with (
             ControlPlane(keep_workdir=args.keep) as plane,
-            KyvernoAdmission(plane, timeout=args.timeout, keep_workdir=args.keep) as kyverno,
+            KyvernoAdmission(plane, chart=chart, timeout=args.timeout, keep_workdir=args.keep) as kyverno,
         ):
             print(f"export KUBECONFIG={shlex.quote(str(plane.kubeconfig))}", flush=True)
             log.info("webhooks at %s; log %s; Ctrl-C or SIGTERM stops it", kyverno.url, kyverno.log_file)

@@ -18,13 +18,11 @@ Service by the server's port. Every process is stopped by `stop()`.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime as dt
 import http.client
 import json
 import os
 import secrets
-import signal
 import subprocess
 import time
 import urllib.request
@@ -44,6 +42,7 @@ from components.manifests.stack import stack_objects
 from components.settings import names
 from components.settings.config import ConfigError, Destination, StackConfig, TeamEntry
 from components.settings.stackfile import load_stack, platform_stack_file
+from devenv import controlplane
 from devenv.ports import free_ports
 
 from . import authz_check, authz_server, envoy_config, negative_control
@@ -59,25 +58,6 @@ PRINCIPAL_SERVICE = "kyverno-authz-principal"  # the negative control's server, 
 LOAD_ERRORS = ("failed to load", "error compiling", "skipping document")
 
 PolicyFiles = Callable[[Mapping[int, str]], Sequence[Obj]]  # listener owners -> policy ConfigMaps
-
-
-def _libc_prctl() -> Callable[..., int] | None:
-    try:
-        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux
-        return None
-    return prctl
-
-
-# Resolved here, in the parent: the child between fork and exec only calls it (no dlopen, no import).
-_PRCTL = _libc_prctl()
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Child processes get SIGTERM if the sandbox itself dies (even by SIGKILL), so none outlives it."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def wait_for(
@@ -105,15 +85,7 @@ def http_ok(port: int, path: str) -> bool:
 
 def spawn(cmd: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     """A child in its own session that dies with the sandbox, its output in `log`."""
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            list(cmd),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=dict(env) if env is not None else None,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+    return controlplane.spawn(log.stem, cmd, log.parent, env, log_path=log).popen
 
 
 @dataclass

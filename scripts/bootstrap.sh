@@ -31,6 +31,10 @@ DOCKER_VERSION=$(pin "$ROOT/requirements.txt" pulumi-docker)
 KYVERNO_VERSION=v1.19.0
 # Lints the GitHub Actions workflows users run (.github/workflows).
 ACTIONLINT_VERSION=v1.7.12
+# istiod (pilot-discovery) and istioctl, for the tests: the module proxy serves no istio.io/istio module
+# for the 1.30.3 release the platform installs, only pseudo-versions of master; this one is the snapshot
+# of 2026-08-27 (go 1.26, no replace directives), the newest the proxy lists near 1.30.
+ISTIO_MODULE_VERSION=v0.0.0-20260827124520-eed52ebb66ad
 
 # The Go module proxy serves pulumi-kubernetes' provider module only under the pseudo-version of
 # each release commit, not under the release tag. Map SDK version -> module version (commit).
@@ -135,6 +139,19 @@ ensure_kyverno() {
   KYVERNO_BIN="$bin/kyverno"
 }
 
+ensure_istio() {
+  local bin="$CACHE/istio-$ISTIO_MODULE_VERSION" version="-X istio.io/istio/pkg/version.buildVersion=$ISTIO_MODULE_VERSION"
+  mkdir -p "$bin"
+  if [ ! -x "$bin/pilot-discovery" ] || [ ! -x "$bin/istioctl" ]; then
+    need_go "istiod"
+    log "building pilot-discovery and istioctl from istio.io/istio@$ISTIO_MODULE_VERSION (several minutes, once)"
+    wrapper_build "$bin/pilot-discovery" istio.io/istio "$ISTIO_MODULE_VERSION" istio.io/istio/pilot/cmd/pilot-discovery "$version"
+    wrapper_build "$bin/istioctl" istio.io/istio "$ISTIO_MODULE_VERSION" istio.io/istio/istioctl/cmd/istioctl "$version"
+  fi
+  PILOT_DISCOVERY_BIN="$bin/pilot-discovery"
+  ISTIOCTL_BIN="$bin/istioctl"
+}
+
 ensure_actionlint() {
   local bin="$CACHE/actionlint-$ACTIONLINT_VERSION"
   if [ ! -x "$bin/actionlint" ]; then
@@ -221,6 +238,8 @@ if [ "${EGRESS_SKIP_CHECK_TOOLS:-}" != 1 ]; then
   AUTHZ_ENV=$(bash "$ROOT/scripts/build/kyverno-authz.sh")
   # Kyverno's admission controller, run out of cluster against the local control plane.
   ADMISSION_ENV=$(bash "$ROOT/scripts/build/kyverno-admission.sh")
+  # istiod, run out of cluster against it: its webhook and the authorization it computes for ztunnel.
+  ensure_istio
 fi
 
 cat <<EOT
@@ -234,4 +253,6 @@ export ACTIONLINT_BIN='${ACTIONLINT_BIN:-}'
 ${CONTROLPLANE_ENV:-}
 ${AUTHZ_ENV:-}
 ${ADMISSION_ENV:-}
+export PILOT_DISCOVERY_BIN='${PILOT_DISCOVERY_BIN:-}'
+export ISTIOCTL_BIN='${ISTIOCTL_BIN:-}'
 EOT

@@ -12,6 +12,7 @@ The module's controller is stopped by the last test of the block that shares it 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import signal
 import subprocess
 import sys
@@ -38,6 +39,7 @@ from devenv.kyverno_admission import (
     apply,
     install_crds,
     missing_binary,
+    platform_chart,
     wait_policy_ready,
 )
 
@@ -192,8 +194,14 @@ def test_stops_when_the_block_raises(env: Env) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_cli_stops_everything_on_signal(sig: signal.Signals, tmp_path: Path) -> None:
     stderr = (tmp_path / "stderr").open("w+")
+    chart = tmp_path / "chart.json"  # rendered once per test session, not by each CLI run
+    chart.write_text(json.dumps(platform_chart()))
     cli = subprocess.Popen(
-        [sys.executable, "-m", "devenv.kyverno_admission"], cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True
+        [sys.executable, "-m", "devenv.kyverno_admission", "--chart", str(chart)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
     )
     try:
         assert cli.stdout is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 
 import pytest
@@ -31,7 +32,7 @@ def test_a_port_in_use_is_not_handed_out(monkeypatch: pytest.MonkeyPatch) -> Non
         held.listen()
         monkeypatch.setattr(ports, "_LOWEST", busy)
         monkeypatch.setattr(ports, "_ephemeral_low", lambda: busy + 3)
-        monkeypatch.setattr(ports.random, "randrange", lambda _span: 0)  # start the scan at the busy port
+        monkeypatch.setattr(random, "randrange", lambda _span: 0)  # start the scan at the busy port
         monkeypatch.setattr(ports, "_handed_out", set())
         got = ports.free_ports(1)
     assert got != [busy] and len(got) == 1

@@ -13,6 +13,7 @@ The example team stacks' own objects pass.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
@@ -26,12 +27,26 @@ from typing import Any
 import pytest
 import yaml
 
+from components.manifests import admission
+from components.manifests.kinds import GATEWAY_API
 from components.manifests.stack import stack_objects
+from components.platform.charts import Install
+from components.platform.kyverno import kyverno_values
 from components.settings import names, versions
 from components.settings.stackfile import load_stack
+from devenv import chartrender
 from devenv.controlplane import ControlPlane, missing_binaries
 from devenv.kubeapi import KubeApi
-from devenv.kyverno_admission import CHARTS_DIR, KyvernoAdmission, apply, install_crds, missing_binary
+from devenv.kyverno_admission import (
+    CHARTS_DIR,
+    REPORTS_SERVICE_ACCOUNT,
+    SERVICE_ACCOUNT,
+    KyvernoAdmission,
+    apply,
+    install_crds,
+    missing_binary,
+)
+from devenv.kyverno_admission import NAMESPACE as KYVERNO_NAMESPACE
 from devenv.kyverno_admission import wait_policy_ready as wait_ready
 
 from .conftest import ROOT
@@ -72,12 +87,14 @@ def _platform_objects() -> list[dict[str, Any]]:
     return [*out, *registry, *policies]
 
 
-@pytest.fixture(scope="module")
-def cluster(crds_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+@contextlib.contextmanager
+def platform_cluster(crds_dir: Path, out: Path, chart: list[dict[str, Any]] | None = None) -> Iterator[Cluster]:
+    """A control plane with the platform's side laid out, Kyverno running as the chart's identity (the
+    platform's rendering of the chart unless `chart` is given), and every team's issued kubeconfig."""
     with ControlPlane() as plane:
         api = plane.api
         install_crds(api, _crds(crds_dir))
-        with KyvernoAdmission(plane):
+        with KyvernoAdmission(plane, chart=chart):
             for obj in _platform_objects():
                 if obj["kind"] == "ReferenceGrant" or obj["kind"] == "Namespace":
                     ns = obj["metadata"].get("namespace")
@@ -88,7 +105,6 @@ def cluster(crds_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 wait_ready(api, policy, kind="ValidatingPolicy")
             # Another workload's Service, for a route that tries to send elsewhere.
             api.request("POST", "api/v1/namespaces", {"metadata": {"name": "billing"}})
-            out = tmp_path_factory.mktemp("identities")
             kubeconfigs = {}
             for team in TEAMS:
                 got = subprocess.run(
@@ -105,6 +121,12 @@ def cluster(crds_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 kubeconfigs[team] = out / f"{team}.yaml"
                 kubeconfigs[team].write_text(got.stdout)
             yield Cluster(plane, api, kubeconfigs)
+
+
+@pytest.fixture(scope="module")
+def cluster(crds_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with platform_cluster(crds_dir, tmp_path_factory.mktemp("identities")) as out:
+        yield out
 
 
 def kubectl(cluster: Cluster, team: str, *args: str, obj: Any = None) -> subprocess.CompletedProcess[str]:
@@ -753,3 +775,68 @@ def test_an_approval_for_dev_only_is_refused_in_staging_until_promoted(engine: E
         engine.run("destroy", "--stack", stack, "--yes", "--non-interactive", env=env, timeout=300)
         set_registry(cluster, PLATFORM.teams, PLATFORM.approvals_in_force)
     assert cluster.api.get("ServiceEntry", "egress-ledger", TEAMS["payments"]) is None
+
+
+# --- Kyverno's own rights: the chart's RBAC with the platform's values -----------------------------
+
+
+def _allowed(api: KubeApi, service_account: str, verb: str, api_version: str, resource: str, ns: str) -> bool:
+    """The API server's RBAC decision for one of Kyverno's ServiceAccounts (a SubjectAccessReview)."""
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": f"system:serviceaccount:{KYVERNO_NAMESPACE}:{service_account}",
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{KYVERNO_NAMESPACE}", "system:authenticated"],
+            "resourceAttributes": {
+                "verb": verb,
+                "group": api_version.rpartition("/")[0],
+                "resource": resource,
+                "namespace": ns,
+            },
+        },
+    }
+    status, body = api.request("POST", "apis/authorization.k8s.io/v1/subjectaccessreviews", review)
+    assert status == 201, body
+    return bool(body["status"].get("allowed"))
+
+
+def _reads(api: KubeApi) -> dict[str, bool]:
+    """Whether each controller may list and watch each resource its policies read, in a team namespace."""
+    ns = TEAMS["research"]
+    wanted = [(SERVICE_ACCOUNT, r) for r in admission.POLICY_LISTS] + [
+        (REPORTS_SERVICE_ACCOUNT, r) for r in admission.BACKGROUND_SCANS
+    ]
+    return {
+        f"{sa} {verb} {resource}": _allowed(api, sa, verb, version, resource, ns)
+        for sa, (version, resource) in wanted
+        for verb in ("list", "watch")
+    }
+
+
+def test_kyverno_may_read_what_its_policies_read(cluster: Cluster) -> None:
+    reads = _reads(cluster.api)
+    assert reads and all(reads.values()), reads
+    # Read only: nothing the chart values add lets Kyverno change a team's objects.
+    assert not _allowed(cluster.api, SERVICE_ACCOUNT, "delete", GATEWAY_API, "httproutes", TEAMS["research"])
+
+
+def test_without_the_platforms_chart_values_team_routes_are_refused(crds_dir: Path, tmp_path: Path) -> None:
+    # The chart's own ClusterRoles (core and `view`-like rules) without our extraResources: the route
+    # policy's resource.List calls are forbidden, so its CEL fails and Kyverno refuses every team route;
+    # the reports controller cannot scan ServiceEntries.
+    values = kyverno_values(Install())
+    for controller in ("admissionController", "reportsController"):
+        del values[controller]["rbac"]
+    unfixed = chartrender.render(CHARTS_DIR / "kyverno", release="kyverno", namespace=KYVERNO_NAMESPACE, values=values)
+    with platform_cluster(crds_dir, tmp_path, chart=unfixed) as bare:
+        reads = _reads(bare.api)
+        assert reads and not any(reads.values()), reads
+        objs = team_objects("team-research")
+        entry = next(o for o in objs if o["kind"] == "ServiceEntry")
+        assert create(bare, "research", entry).returncode == 0  # the registry policy reads a ConfigMap: allowed
+        route = next(o for o in objs if o["kind"] == "HTTPRoute")
+        out = create(bare, "research", route)
+        assert out.returncode != 0
+        assert f'User "system:serviceaccount:{KYVERNO_NAMESPACE}:{SERVICE_ACCOUNT}" cannot list resource' in out.stderr
+        assert bare.api.get("HTTPRoute", route["metadata"]["name"], TEAMS["research"]) is None

@@ -277,7 +277,35 @@ _NS = "namespaceObject.metadata.name"
 _NO_MIRROR = '!(f.type in ["RequestMirror", "ExtensionRef"])'
 
 
+# What the policies' CEL lists with resource.List (API version, resource): Kyverno's admission controller
+# makes those calls as its own ServiceAccount, whose chart ClusterRoles cover core objects and Kyverno's
+# own only. kyverno_read_rules() grants them; a list not named here fails as a CEL error, and the write is refused.
+POLICY_LISTS: tuple[tuple[str, str], ...] = (
+    (GATEWAY_API, "httproutes"),
+    (KGATEWAY_API, "trafficpolicies"),
+    (KGATEWAY_API, "gatewayextensions"),
+)
+# What the ClusterPolicy (background: true) matches, which Kyverno's reports controller scans and so lists
+# and watches as its own ServiceAccount.
+BACKGROUND_SCANS: tuple[tuple[str, str], ...] = (("networking.istio.io/v1", "serviceentries"),)
+_READ = ["get", "list", "watch"]
+
+
+def kyverno_read_rules(resources: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """RBAC rules, one per API group, that let a Kyverno controller read `resources` ((API version,
+    resource) pairs): the kyverno chart's `<controller>.rbac.clusterRole.extraResources`."""
+    groups: dict[str, list[str]] = {}
+    for api_version, resource in resources:
+        group = api_version.rpartition("/")[0]  # "" for the core group's "v1"
+        groups.setdefault(group, [])
+        if resource not in groups[group]:
+            groups[group].append(resource)
+    return [{"apiGroups": [g], "resources": r, "verbs": list(_READ)} for g, r in groups.items()]
+
+
 def _list(api_version: str, resource: str) -> str:
+    if (api_version, resource) not in POLICY_LISTS:
+        raise ValueError(f"{resource} ({api_version}) is listed by a policy but not in POLICY_LISTS")
     return f'dyn(resource.List("{api_version}", "{resource}", {_NS})).items'
 
 

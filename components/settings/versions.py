@@ -20,8 +20,10 @@ KYVERNO_CHART_VERSION = "3.9.0"
 KYVERNO_VERSION = "v1.19.0"  # the app version of chart 3.9.0: its CRDs, CLI and admission controller
 KYVERNO_AUTHZ_CHART_VERSION = "0.4.0"
 KYVERNO_AUTHZ_VERSION = "v0.4.0"  # the app version of chart 0.4.0: its bundled ValidatingPolicy CRD
-# kind v0.30's default node; Kubernetes 1.34 is inside kgateway 2.4's supported 1.32-1.36.
-KIND_NODE_IMAGE = "kindest/node:v1.34.0"
+# kind v0.30's default node; Kubernetes 1.34 is inside kgateway 2.4's supported 1.32-1.36. Charts are
+# rendered for this version where no cluster is asked (devenv/chartrender.py).
+KUBERNETES_VERSION = "v1.34.0"
+KIND_NODE_IMAGE = f"kindest/node:{KUBERNETES_VERSION}"
 OLLAMA_IMAGE = "ollama/ollama:0.12.6"
 # Image the connectivity checks in the stack outputs run (curl only).
 CURL_IMAGE = "curlimages/curl:8.16.0"
