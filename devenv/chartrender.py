@@ -10,7 +10,6 @@ else it renders) into a local control plane.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +20,7 @@ from pulumi import automation as auto
 
 from components.settings import versions
 
-PASSPHRASE = "chart-render-only"  # the throwaway stack holds no secrets
+from . import automation
 
 
 class ChartRenderError(RuntimeError):
@@ -34,9 +33,6 @@ def render(
     """Every object `helm template` makes of the chart at `chart_dir` (CRDs too), in its order."""
     if not (chart_dir / "Chart.yaml").is_file():
         raise ChartRenderError(f"no chart at {chart_dir} (Chart.yaml missing)")
-    pulumi_bin = os.environ.get("PULUMI_BIN", "")
-    if not pulumi_bin or not os.access(pulumi_bin, os.X_OK):
-        raise ChartRenderError("PULUMI_BIN is not set to the Pulumi CLI; run through `make test`")
     rendered: list[dict[str, Any]] = []
 
     # The options as pulumi_kubernetes.helm.v3.Chart sends them (helm/v3/helm.py of the pinned SDK:
@@ -56,35 +52,13 @@ def render(
         rendered.extend((result.value or {}).get("result") or [])
 
     with tempfile.TemporaryDirectory(prefix="chart-render-") as tmp:
-        state = Path(tmp) / "state"
-        state.mkdir()
-        cli = Path(tmp) / "cli" / "bin"  # the layout the Automation API looks for: <root>/bin/pulumi
-        cli.mkdir(parents=True)
-        (cli / "pulumi").symlink_to(pulumi_bin)
-        env = {
-            "PULUMI_BACKEND_URL": f"file://{state}",
-            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-            "PULUMI_SKIP_UPDATE_CHECK": "true",
-            # No cluster: the function renders offline with the given Kubernetes version.
-            "KUBECONFIG": str(Path(tmp) / "no-kubeconfig"),
-        }
+        # No cluster: the function renders offline with the given Kubernetes version.
+        env = {"KUBECONFIG": str(Path(tmp) / "no-kubeconfig")}
         try:
-            stack = auto.create_stack(
-                "render",
-                project_name="egress-chart-render",
-                program=program,
-                opts=auto.LocalWorkspaceOptions(
-                    work_dir=tmp,
-                    env_vars=env,
-                    pulumi_command=auto.PulumiCommand(str(cli.parent)),
-                ),
-            )
-            stack.preview(color="never")
-        except auto.errors.CommandError as err:
-            errors = [line.strip() for line in str(err).splitlines() if "error:" in line]
-            raise ChartRenderError(
-                f"rendering {chart_dir.name}: {'; '.join(dict.fromkeys(errors[:4])) or err}"
-            ) from err
+            automation.throwaway_stack(Path(tmp), program, env, project="egress-chart-render").preview(color="never")
+        except (automation.AutomationError, auto.errors.CommandError) as err:
+            why = automation.errors_of(err) if isinstance(err, auto.errors.CommandError) else str(err)
+            raise ChartRenderError(f"rendering {chart_dir.name}: {why}") from err
     if not rendered:
         raise ChartRenderError(f"rendering {chart_dir.name} gave no objects")
     return [json.loads(json.dumps(obj)) for obj in rendered]

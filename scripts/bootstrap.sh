@@ -140,7 +140,7 @@ ensure_kyverno() {
 }
 
 ensure_istio() {
-  local bin="$CACHE/istio-$ISTIO_MODULE_VERSION" version="-X istio.io/istio/pkg/version.buildVersion=$ISTIO_MODULE_VERSION"
+  local bin="$CACHE/istio-$ISTIO_MODULE_VERSION" version="-s -w -X istio.io/istio/pkg/version.buildVersion=$ISTIO_MODULE_VERSION"
   mkdir -p "$bin"
   if [ ! -x "$bin/pilot-discovery" ] || [ ! -x "$bin/istioctl" ]; then
     need_go "istiod"

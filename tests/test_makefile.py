@@ -61,15 +61,24 @@ def _bare_host(work: Path, *tools: str) -> dict[str, str]:
     kind or the tool cache)."""
     bin_dir = work / "host-bin"
     bin_dir.mkdir(exist_ok=True)
-    for tool in tools:
-        (bin_dir / tool).write_text(TOOL_STANDINS[tool])
-        (bin_dir / tool).chmod(0o755)
+    for tool in tools:  # "<command>" or "<command>@<variant>"
+        path = bin_dir / tool.split("@")[0]
+        path.write_text(TOOL_STANDINS[tool])
+        path.chmod(0o755)
     return {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(work / "home"), "EGRESS_TOOLS_CACHE": str(work / "cache")}
 
 
+def _docker(cpus: int, gib: float) -> str:
+    """A `docker` whose `docker info` succeeds and reports `cpus` CPUs and `gib` GiB of memory."""
+    return f"#!/bin/sh\n[ \"$2\" = --format ] && echo '{cpus} {int(gib * 1024**3)}'\nexit 0\n"
+
+
 TOOL_STANDINS = {
-    "docker": "#!/bin/sh\nexit 0\n",  # `docker info` succeeds
-    "kind": "#!/bin/sh\necho 'kind v0.29.0 go1.24.2 linux/amd64'\n",
+    "docker": _docker(8, 15.6),
+    "docker@2cpus": _docker(2, 7.7),  # Colima's default CPUs
+    "docker@2gib": _docker(4, 1.9),  # an old Docker Desktop's default memory
+    "kind@0.29": "#!/bin/sh\necho 'kind v0.29.0 go1.24.2 linux/amd64'\n",
+    "kind": "#!/bin/sh\necho 'kind v0.30.0 go1.24.6 linux/amd64'\n",
 }
 
 
@@ -78,7 +87,9 @@ TOOL_STANDINS = {
     [
         ((), "docker is not installed"),
         (("docker",), "kind is not installed: install kind v0.30.0 or later"),
-        (("docker", "kind"), "kind v0.29.0 is older than v0.30.0"),
+        (("docker", "kind@0.29"), "kind v0.29.0 is older than v0.30.0"),
+        (("docker@2cpus", "kind"), "Docker has 2 CPUs; the platform's pods need 3"),
+        (("docker@2gib", "kind"), "Docker has 1.9 GiB of memory; the platform's pods need 4 GiB"),
     ],
 )
 def test_make_up_checks_docker_and_kind_before_installing_anything(

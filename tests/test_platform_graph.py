@@ -107,6 +107,14 @@ EXPECTED_DEPS: dict[str, set[str]] = {
     "team-ml-ollama-trafficpolicy": {"tenants-ml-namespace", "kgateway-crds", "egress-admission-route-policy"},
 }
 
+ENFORCING = {
+    "egress-admission-clusterpolicy",
+    "egress-admission-validatingpolicy",
+    "egress-admission-route-policy",
+    "egress-admission-retention-policy",
+    "egress-gateway-gateway",
+}
+
 # Every team of the registry: its namespace after the mesh, the rest in it; its identity in the
 # platform's namespace of identities.
 for _team in DEV_TEAMS:
@@ -116,7 +124,8 @@ for _team in DEV_TEAMS:
             _ns: {"istio-istiod", "istio-cni", "istio-ztunnel"},
             f"tenants-{_team}-networkpolicy": {_ns},
             f"tenants-{_team}-referencegrant": {"gateway-api-standard", "kyverno-authz-namespace"},
-            f"tenants-{_team}-serviceaccount": {"tenants-identities-namespace"},
+            # A team's identity only once every admission policy is enforcing and the Gateway is up.
+            f"tenants-{_team}-serviceaccount": {"tenants-identities-namespace", *ENFORCING},
             f"tenants-{_team}-secret": {"tenants-identities-namespace", f"tenants-{_team}-serviceaccount"},
             f"tenants-{_team}-role": {_ns},
             f"tenants-{_team}-rolebinding": {_ns},
@@ -156,20 +165,20 @@ def longest_chain(g: mockgraph.Graph) -> list[str]:
 
 
 @pulumi.runtime.test
-def test_longest_chain_is_seven_waits_ending_with_a_routes_policy_then_the_route() -> pulumi.Output[None]:
+def test_longest_chain_is_nine_waits_ending_with_the_gateway_then_a_team_identity() -> pulumi.Output[None]:
     def check(g: mockgraph.Graph) -> None:
         path = longest_chain(g)
-        # e.g. kind -> provider -> Istio CRDs -> ztunnel/cni/istiod ready -> enrolled namespace -> a route's
-        # TrafficPolicy -> the route (admission wants its authorization first); Kyverno's branch
-        # (release -> registry -> admission policy) and the gateway's (enrolled namespace -> ztunnel's
-        # policy on its pods -> the Gateway) are as long.
-        assert len(path) == 7, path
+        # kind -> provider -> Istio CRDs -> ztunnel/cni/istiod ready -> enrolled namespace -> ztunnel's policy
+        # on the gateway's pods -> the Gateway (programmed) -> a team's identity -> its token: no team can
+        # write before the gateway and every admission policy are up (Kyverno's branch is shorter).
+        assert len(path) == 9, path
         assert path[:2] == ["cluster-kind", "cluster-provider"], path
-        assert path[5:] in (
-            ["team-ml-ollama-trafficpolicy", "team-ml-ollama-httproute"],
-            ["egress-gateway-authorizationpolicy-egress-gateway-team-ports", "egress-gateway-gateway"],
-            ["egress-gateway-peerauthentication-egress-gateway-strict-mtls", "egress-gateway-gateway"],
+        assert path[5] in (
+            "egress-gateway-authorizationpolicy-egress-gateway-team-ports",
+            "egress-gateway-peerauthentication-egress-gateway-strict-mtls",
         ), path
+        assert path[6] == "egress-gateway-gateway", path
+        assert path[7:] in ([f"tenants-{t}-serviceaccount", f"tenants-{t}-secret"] for t in DEV_TEAMS), path
 
     return _build(check)
 

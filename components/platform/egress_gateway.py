@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pulumi
 
 from .. import resources
+from ..manifests import kinds
 from ..manifests.kinds import Obj
 from ..settings import names
 
@@ -20,6 +21,7 @@ class EgressGatewayArgs:
     kgateway_crds: pulumi.Resource
     mesh_ready: tuple[pulumi.Resource, ...]  # ztunnel/cni before the namespace is enrolled
     istio_crds: tuple[pulumi.Resource, ...]  # AuthorizationPolicy, PeerAuthentication (and istiod's webhook)
+    wait: bool = True  # `pulumi up` waits until kgateway has programmed the Gateway (not where nothing runs)
 
 
 class EgressGateway(pulumi.ComponentResource):
@@ -42,7 +44,7 @@ class EgressGateway(pulumi.ComponentResource):
         # The Gateway (so its pods) only once ztunnel knows which namespace may open which port.
         self.gateway = resources.create(
             f"{name}-gateway",
-            gw_obj,
+            kinds.awaited(gw_obj) if args.wait else gw_obj,
             pulumi.ResourceOptions(parent=self, depends_on=[self.namespace, *args.gateway_crds, *self.mesh_policies]),
         )
         self.access_log = resources.create(
@@ -59,7 +61,8 @@ class EgressGateway(pulumi.ComponentResource):
             )
             for o in listener_sets
         }
-        self.address = names.gateway_address()
+        # Known once the Gateway is (programmed, where the platform waits): outputs read from it.
+        self.address: pulumi.Output[str] = self.gateway.urn.apply(lambda _: names.gateway_address())
         self.register_outputs(
             {"address": self.address, "gateway": self.gateway.urn, "teamListeners": sorted(self.listener_sets)}
         )

@@ -126,17 +126,7 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
             kgateway_crds=kgateway.crds,
             mesh_ready=tuple(istio.ready),
             istio_crds=tuple(istio.crds_and_webhook),
-        ),
-        on_cluster,
-    )
-    tenants = Tenants(
-        "tenants",
-        TenantsArgs(
-            namespaces=objects.tenants_namespace,
-            teams=objects.tenants,
-            mesh_ready=istio.ready,
-            gateway_api=gateway_api,
-            authz_namespace=authz.namespace,
+            wait=install.wait_for_ready,
         ),
         on_cluster,
     )
@@ -160,6 +150,19 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
             retention_policy=retention_policy,
             registry=registry_cm,
             kyverno=kyverno.release,
+            wait=install.wait_for_ready,
+        ),
+        on_cluster,
+    )
+    tenants = Tenants(
+        "tenants",
+        TenantsArgs(
+            namespaces=objects.tenants_namespace,
+            teams=objects.tenants,
+            mesh_ready=istio.ready,
+            gateway_api=gateway_api,
+            authz_namespace=authz.namespace,
+            enforcing=[*admission.enforcing, gateway.gateway],
         ),
         on_cluster,
     )
@@ -190,7 +193,8 @@ def build(cfg: StackConfig, today: dt.date) -> Platform:
     pulumi.export("authzAddress", authz.address)
     pulumi.export("approvals", registry.to_output(cfg.approvals_in_force))
     pulumi.export("environment", p.environment)
-    pulumi.export("tryCommands", try_commands(cfg, context, ollama.container_name if ollama else None))
+    commands = try_commands(cfg, context, ollama.container_name if ollama else None)
+    pulumi.export("tryCommands", gateway.address.apply(lambda _: commands))  # once the gateway is programmed
     if ollama is not None:
         pulumi.export("ollamaAddress", ollama.address)
     return Platform(cluster, gateway_api, istio, kgateway, kyverno, authz, gateway, admission, ollama, tenants, team)

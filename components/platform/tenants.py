@@ -22,6 +22,7 @@ class TenantsArgs:
     mesh_ready: Sequence[pulumi.Resource]  # before a namespace is enrolled in ambient
     gateway_api: pulumi.Resource  # ReferenceGrant's CRD
     authz_namespace: pulumi.Resource  # where the grants to the authz Service go
+    enforcing: Sequence[pulumi.Resource] = ()  # admission's policies and the Gateway: before any team identity
 
 
 class Tenants(pulumi.ComponentResource):
@@ -36,6 +37,7 @@ class Tenants(pulumi.ComponentResource):
         }
         self.namespaces: dict[str, pulumi.CustomResource] = {}
         self.credentials: dict[str, pulumi.CustomResource] = {}  # each team's credentials Secret
+        self.identities: dict[str, pulumi.CustomResource] = {}  # each team's token Secret (its identity)
         for team, objs in args.teams.items():
             made: dict[tuple[str, str], pulumi.CustomResource] = {}
             for obj in objs:
@@ -48,6 +50,8 @@ class Tenants(pulumi.ComponentResource):
                     deps = [shared[ns], *([args.gateway_api] if kind == "ReferenceGrant" else [])]
                     if kind == "Secret" and ns == names.TENANTS_NAMESPACE:
                         deps.append(made[("ServiceAccount", ns)])  # the token controller fills it for this account
+                    if kind == "ServiceAccount" and ns == names.TENANTS_NAMESPACE:
+                        deps.extend(args.enforcing)  # no team can write before the rules are enforced
                 else:
                     deps = [made[("Namespace", "")]]
                 suffix = "-credentials" if ns == names.CREDENTIALS_NAMESPACE else ""
@@ -56,4 +60,5 @@ class Tenants(pulumi.ComponentResource):
                 )
             self.namespaces[team] = made[("Namespace", "")]
             self.credentials[team] = made[("Secret", names.CREDENTIALS_NAMESPACE)]
+            self.identities[team] = made[("Secret", names.TENANTS_NAMESPACE)]
         self.register_outputs({"teams": sorted(args.teams), "identities": names.TENANTS_NAMESPACE})

@@ -23,7 +23,10 @@ KYVERNO_AUTHZ_VERSION = "v0.4.0"  # the app version of chart 0.4.0: its bundled 
 # kind v0.30's default node; Kubernetes 1.34 is inside kgateway 2.4's supported 1.32-1.36. Charts are
 # rendered for this version where no cluster is asked (devenv/chartrender.py).
 KUBERNETES_VERSION = "v1.34.0"
-KIND_NODE_IMAGE = f"kindest/node:{KUBERNETES_VERSION}"
+# By digest, as kind's release notes publish it: node images are tested at exact digests.
+KIND_NODE_IMAGE = (
+    f"kindest/node:{KUBERNETES_VERSION}@sha256:7416a61b42b1662ca6ca89f02028ac133a309a2a30ba309614e8ec94d976dc5a"
+)
 OLLAMA_IMAGE = "ollama/ollama:0.12.6"
 # Image the connectivity checks in the stack outputs run (curl only).
 CURL_IMAGE = "curlimages/curl:8.16.0"
