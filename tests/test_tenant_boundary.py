@@ -632,6 +632,66 @@ def test_a_policy_that_sends_a_credential_back_to_the_client(cluster: Cluster) -
     refused(cluster, "research", tp, "never go into responses")
 
 
+def _header_from(ref: dict[str, str]) -> dict[str, Any]:
+    return {"headerModifiers": {"request": {"set": [{"name": "Authorization", "secretRef": ref}]}}}
+
+
+UNREADABLE = "app-database"  # a Secret in the team's own namespace that its identity may not read
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "message"),
+    [
+        ("TrafficPolicy", _header_from({"name": UNREADABLE, "key": "password"}), "only from the team's own Secret"),
+        (
+            "TrafficPolicy",
+            _header_from({"name": UNREADABLE, "namespace": TEAMS["research"], "key": "password"}),
+            "only from the team's own Secret",
+        ),
+        ("TrafficPolicy", {"apiKeyAuth": {"secretRef": {"name": UNREADABLE}}}, "names no Secret to check clients"),
+        (
+            "TrafficPolicy",
+            {"apiKeyAuth": {"secretRef": {"name": TEAMS["payments"], "namespace": names.CREDENTIALS_NAMESPACE}}},
+            "names no Secret to check clients",
+        ),
+        ("TrafficPolicy", {"apiKeyAuth": {"secretSelector": {"matchLabels": {"a": "b"}}}}, "names no Secret"),
+        ("TrafficPolicy", {"basicAuth": {"secretRef": {"name": UNREADABLE}}}, "names no Secret to check clients"),
+        (
+            "BackendConfigPolicy",
+            {
+                "tls": {
+                    "sni": "api.openai.com",
+                    "verifySubjectAltNames": ["api.openai.com"],
+                    "secretRef": {"name": UNREADABLE},
+                }
+            },
+            "names no Secret (tls.secretRef)",
+        ),
+    ],
+    ids=[
+        "header-own-namespace",
+        "header-own-namespace-explicit",
+        "api-key-auth",
+        "api-key-auth-other-team",
+        "api-key-auth-selector",
+        "basic-auth",
+        "backend-tls-key",
+    ],
+)
+def test_a_policy_that_names_a_secret_the_team_may_not_read(
+    cluster: Cluster, kind: str, spec: dict[str, Any], message: str
+) -> None:
+    # The Secret exists and the team's identity may not read it; kgateway would, with its own rights.
+    ns = TEAMS["research"]
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": UNREADABLE, "namespace": ns}}
+    apply(cluster.api, cluster.api.item_path({**secret, "kind": "Secret"}), {**secret, "stringData": {"password": "p"}})
+    out = kubectl(cluster, "research", "get", "secret", UNREADABLE, "-n", ns)
+    assert out.returncode != 0 and FORBIDDEN in out.stderr, out.stderr
+    obj = renamed(research(kind))
+    obj["spec"] = {**obj["spec"], **spec}
+    refused(cluster, "research", obj, names.ROUTE_POLICY, message)
+
+
 def test_credentials_secrets_are_each_teams_own(cluster: Cluster) -> None:
     ns = names.CREDENTIALS_NAMESPACE
     patch = '{"stringData": {"openai": "Bearer x"}}'

@@ -358,10 +358,11 @@ def route_policy() -> Obj:
     )
     ext_name = 'object.spec.?extAuth.?extensionRef.?name.orValue("")'
     backend = names.AUTHZ_SERVICE, names.AUTHZ_NAMESPACE, names.AUTHZ_GRPC_PORT
-    own_secret = (
-        f"(m.secretRef.?namespace.orValue({_NS}) == {_NS} || "
-        f'(m.secretRef.namespace == "{names.CREDENTIALS_NAMESPACE}" && m.secretRef.name == {_NS}))'
-    )
+    # The team's credentials Secret, the only Secret a team object may name (its identity may patch that
+    # one and read no other): kgateway reads a named Secret with its own rights, so any other name (even in
+    # the team's namespace) would hand the gateway a value the team may not see.
+    own_secret = f'(m.secretRef.?namespace.orValue("") == "{names.CREDENTIALS_NAMESPACE}" && m.secretRef.name == {_NS})'
+
     team = "' (team ' + variables.team + ')'"
     return {
         "apiVersion": "policies.kyverno.io/v1",
@@ -483,7 +484,13 @@ def route_policy() -> Obj:
                     "object.spec.?headerModifiers.?response.orValue({}).?set.orValue([]).all(m, !has(m.secretRef)) && "
                     "object.spec.?headerModifiers.?response.orValue({}).?add.orValue([]).all(m, !has(m.secretRef))",
                     f"'credentials come only from the team\\'s own Secret ({names.CREDENTIALS_NAMESPACE}/' + {_NS} + "
-                    "') or its own namespace, and never go into responses'",
+                    "'), and never go into responses'",
+                ),
+                _rule(
+                    "TrafficPolicy",
+                    "!has(object.spec.apiKeyAuth) && !has(object.spec.basicAuth)",
+                    "'a TrafficPolicy in a team namespace names no Secret to check clients against (apiKeyAuth, "
+                    "basicAuth): the platform\\'s authorization decides who calls'",
                 ),
                 _rule(
                     "TrafficPolicy",
@@ -524,6 +531,12 @@ def route_policy() -> Obj:
                     "object.spec.tls.?verifySubjectAltNames.orValue([]).size() > 0)",
                     "'TLS to an external host verifies its certificate and names (no insecureSkipVerify; "
                     "verifySubjectAltNames set)'",
+                ),
+                _rule(
+                    "BackendConfigPolicy",
+                    "!has(object.spec.tls) || !has(object.spec.tls.secretRef)",
+                    "'a BackendConfigPolicy in a team namespace names no Secret (tls.secretRef): the gateway would "
+                    "present a key the team may not read'",
                 ),
             ],
         },
