@@ -37,6 +37,15 @@ Each rule: Envoy (this module) <- the object field it mirrors [what in kgateway 
 - Per-route `check_settings.context_extensions` <- TrafficPolicy `extAuth.contextExtensions`
   [TPP/extauth_policy.go buildExtAuthPerRouteFilterConfig].
 - Route `request_headers_to_add`, overwriting <- TrafficPolicy `headerModifiers.request.set` (Secret).
+- The route's TrafficPolicy is the one its rule names in an ExtensionRef filter, else the one targeting
+  it (the same policy, both ways, in the stacks' objects) <- HTTPRoute `rules[].filters[]`
+  `ExtensionRef` to a TrafficPolicy of its namespace [krtcollections/policy.go resolveExtension;
+  irtranslator/route.go runRoutePlugins: ExtensionRef policies first, then targetRef ones].
+- A rule whose ExtensionRef names a TrafficPolicy that does not exist is answered `direct_response`
+  500, with no per-filter config and no header changes, never forwarded <- the missing policy
+  [resolveExtension ErrPolicyNotFound; irtranslator/route.go finalizeRoute, under the default
+  validation level STANDARD (no level turns it off); TP/outputs/route-replacement/standard/policy/
+  policy-extension-ref-invalid-out.yaml].
 - The `ratelimit/local` filter, a token bucket per route, after ext_authz <- TrafficPolicy
   `rateLimit.local.tokenBucket` [TPP/local_rate_limit_plugin.go toLocalRateLimitFilterConfig; the
   order: pluginsdk/filters/stages.go, the AuthN stage before the RateLimit stage].
@@ -103,6 +112,8 @@ class Route:
     extension: Obj | None
     # Request headers the policy sets (name, value), values of Secret references resolved.
     set_headers: tuple[tuple[str, str], ...] = ()
+    # Why kgateway replaces the rule with a direct 500 (a filter names a policy that does not exist), or "".
+    replaced: str = ""
 
     @property
     def key(self) -> Key:
@@ -165,14 +176,29 @@ def resolve(objs: Iterable[Obj], parent: Obj, section: str) -> list[Route]:
         (backend,) = rule["backendRefs"]
         assert backend["kind"] == "ServiceEntry", backend
         entry = entries[(backend.get("namespace", ns), backend["name"])]
-        policy = next(
-            (
-                p
-                for (pns, _), p in policies.items()
-                if pns == ns
-                and any(t["kind"] == "HTTPRoute" and t["name"] == key[1] for t in p["spec"].get("targetRefs", []))
-            ),
-            None,
+        named = [
+            f["extensionRef"]["name"]
+            for f in rule.get("filters", [])
+            if f["type"] == "ExtensionRef" and f["extensionRef"]["kind"] == "TrafficPolicy"
+        ]
+        missing = [n for n in named if (ns, n) not in policies]
+        if missing:
+            out.append(
+                Route(route, entry, int(backend["port"]), None, None, (), f"TrafficPolicy {missing[0]} not found")
+            )
+            continue
+        policy = (
+            policies[(ns, named[0])]
+            if named
+            else next(
+                (
+                    p
+                    for (pns, _), p in policies.items()
+                    if pns == ns
+                    and any(t["kind"] == "HTTPRoute" and t["name"] == key[1] for t in p["spec"].get("targetRefs", []))
+                ),
+                None,
+            )
         )
         extension = None
         if policy is not None and "extAuth" in policy["spec"]:
@@ -245,7 +271,18 @@ def rate_limit_per_route(bucket: Obj) -> dict[str, Any]:
     }
 
 
+# kgateway's body for a replaced rule (irtranslator/route.go finalizeRoute).
+REPLACED_BODY = "invalid route configuration detected and replaced with a direct response."
+
+
 def virtual_host(r: Route) -> dict[str, Any]:
+    ns, name = r.key
+    if r.replaced:
+        replaced = {
+            "match": {"prefix": "/"},
+            "direct_response": {"status": 500, "body": {"inline_string": REPLACED_BODY}},
+        }
+        return {"name": f"{ns}/{name}", "domains": list(r.hosts), "routes": [replaced]}
     action: dict[str, Any] = {"cluster": cluster_name(r.service_entry, r.port)}
     route: dict[str, Any] = {"match": {"prefix": "/"}, "route": action}
     tp = r.traffic_policy
@@ -276,7 +313,6 @@ def virtual_host(r: Route) -> dict[str, Any]:
                     }
                 }
             )
-    ns, name = r.key
     return {
         "name": f"{ns}/{name}",
         "domains": list(r.hosts),

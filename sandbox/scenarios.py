@@ -279,6 +279,29 @@ class Scenarios:
             not mismatched and set(got) == set(want) and report.total.requests == len(box.sent),
         )
 
+    def policy_gone(self) -> None:
+        """The race a tenant can win at admission (its route's TrafficPolicy deleted while the route is
+        created) is harmless at the gateway: the route's rule names the policy, and with the policy
+        gone kgateway answers 500; nothing is forwarded and no Check is made."""
+        box = self.box
+        first = box.cfg.destinations[0]
+        s = box.stand_ins[first.name]
+        kept = box.objects
+        name = resource_name(first)
+        box.push([o for o in kept if not (o["kind"] == "TrafficPolicy" and o["metadata"]["name"] == name)])
+        try:
+            before, checks = s.requests, box.authz_log().count(first.host) if box.authz is not None else 0
+            r = box.request(first.host, allowed_headers(first), listener=self._listener())
+            checked = box.authz is not None and box.authz_log().count(first.host) > checks
+            self.add(
+                f"{first.name}: its TrafficPolicy gone, the route still there",
+                "500 from the gateway, not forwarded, no Check",
+                f"{r.status}, upstream requests +{s.requests - before}{', checked' if checked else ''}",
+                r.status == 500 and s.requests == before and not checked,
+            )
+        finally:
+            box.push(kept)
+
     def path(self) -> None:
         """Retries and the fail-closed stance (the authz server is stopped for the last two)."""
         box = self.box
@@ -378,6 +401,7 @@ def run(stack_file: Path, authz_binary: str | None, keep_log: Path | None = None
                     scenarios.add(name, "-", "no kyverno-authz server (KYVERNO_AUTHZ_BIN unset; see README)", NOT_RUN)
             scenarios.credentials()
             scenarios.budget()
+            scenarios.policy_gone()
             scenarios.path()
             scenarios.usage_report()
         except (RuntimeError, OSError, http.client.HTTPException) as exc:

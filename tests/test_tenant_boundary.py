@@ -171,6 +171,22 @@ def renamed(obj: dict[str, Any], name: str = "attack") -> dict[str, Any]:
     return obj
 
 
+def named_route(name: str) -> dict[str, Any]:
+    """Team research's route under another name, its rule naming the TrafficPolicy of that name."""
+    route = renamed(research("HTTPRoute"), name)
+    for rule in route["spec"]["rules"]:
+        for f in rule.get("filters", []):
+            f["extensionRef"]["name"] = name
+    return route
+
+
+def named_policy(name: str) -> dict[str, Any]:
+    """Team research's TrafficPolicy under another name, targeting the route of that name."""
+    tp = renamed(research("TrafficPolicy"), name)
+    tp["spec"]["targetRefs"][0]["name"] = name
+    return tp
+
+
 def set_registry(cluster: Cluster, teams: Any, approvals: list[Any], timeout: float = 60) -> None:
     """Apply a registry and wait until admission decides from it (Kyverno may answer from the one
     before for a moment): it carries a probe approval of its own, polled with a server-side dry run."""
@@ -440,11 +456,9 @@ def test_the_platforms_listeners_and_mesh_policies_are_accepted(cluster: Cluster
 def test_a_route_without_its_authorization(cluster: Cluster) -> None:
     """A route on the gateway with no TrafficPolicy (so no external authorization) is refused, and a
     route's policy cannot be deleted while the route exists; in the right order both go through."""
-    route = renamed(research("HTTPRoute"), "bare")
+    route = named_route("bare")
     refused(cluster, "research", route, "needs its TrafficPolicy with external authorization first")
-    tp = research("TrafficPolicy")
-    tp["metadata"]["name"] = "bare"
-    tp["spec"]["targetRefs"][0]["name"] = "bare"
+    tp = named_policy("bare")
     assert create(cluster, "research", tp).returncode == 0
     assert create(cluster, "research", route).returncode == 0
     ns = TEAMS["research"]
@@ -454,6 +468,84 @@ def test_a_route_without_its_authorization(cluster: Cluster) -> None:
     for kind in ("httproute", "trafficpolicy"):
         out = kubectl(cluster, "research", "delete", kind, "bare", "-n", ns)
         assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        [],  # the policy only targets the route: if it goes, kgateway forwards without authorization
+        [
+            {
+                "type": "ExtensionRef",
+                "extensionRef": {"group": "gateway.kgateway.dev", "kind": "TrafficPolicy", "name": "another"},
+            }
+        ],
+    ],
+    ids=["no-filter", "filter-names-another-policy"],
+)
+def test_a_route_that_does_not_name_its_policy(cluster: Cluster, filters: list[dict[str, Any]]) -> None:
+    route, tp = named_route("unnamed"), named_policy("unnamed")
+    route["spec"]["rules"][0]["filters"] = filters
+    assert create(cluster, "research", tp).returncode == 0
+    try:
+        refused(cluster, "research", route, names.ROUTE_POLICY, "names its TrafficPolicy")
+    finally:
+        kubectl(cluster, "research", "delete", "trafficpolicy", "unnamed", "-n", TEAMS["research"])
+
+
+def test_a_route_filter_on_a_backend(cluster: Cluster) -> None:
+    # kgateway drops an unresolved backendRef filter silently: no filter is allowed there.
+    route, tp = named_route("backend-filter"), named_policy("backend-filter")
+    rule = route["spec"]["rules"][0]
+    rule["backendRefs"][0]["filters"] = list(rule["filters"])
+    assert create(cluster, "research", tp).returncode == 0
+    try:
+        refused(cluster, "research", route, "its backends carry no filters")
+    finally:
+        kubectl(cluster, "research", "delete", "trafficpolicy", "backend-filter", "-n", TEAMS["research"])
+
+
+def _at_once(*calls: Any) -> None:
+    """Runs the calls in threads released together (a barrier), and waits for all."""
+    import threading
+
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Any) -> None:
+        barrier.wait(10)
+        call()
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+
+def test_deleting_a_routes_policy_while_creating_the_route_is_harmless(cluster: Cluster) -> None:
+    """The race admission cannot see (each write judged against the other object's old state):
+    40 times, the route's TrafficPolicy is deleted while the route is created. Whatever admission
+    lets through, a route is left only naming its policy in its rule's filter, which kgateway
+    answers with a 500 when the policy is gone (the sandbox's `its TrafficPolicy gone` scenario)."""
+    ns, outcomes = TEAMS["research"], {"route refused": 0, "delete refused": 0, "both went through": 0}
+    for i in range(40):
+        name = f"race-{i}"
+        assert create(cluster, "research", named_policy(name)).returncode == 0
+        route = named_route(name)
+        delete = ("delete", "trafficpolicy", name, "-n", ns)
+        _at_once(lambda: create(cluster, "research", route), lambda: kubectl(cluster, "research", *delete))  # noqa: B023
+        left, policy = cluster.api.get("HTTPRoute", name, ns), cluster.api.get("TrafficPolicy", name, ns)
+        outcome = "route refused" if left is None else "delete refused" if policy is not None else "both went through"
+        outcomes[outcome] += 1
+        if left is not None:  # every rule names the policy: gone, it is a 500 at the gateway
+            assert all(
+                any(f.get("extensionRef", {}).get("name") == name for f in r.get("filters", []))
+                for r in left["spec"]["rules"]
+            ), left["spec"]
+        for kind in ("httproute", "trafficpolicy"):
+            kubectl(cluster, "research", "delete", kind, name, "-n", ns, "--ignore-not-found")
+    assert sum(outcomes.values()) == 40, outcomes
+    print(f"race outcomes over 40 tries: {outcomes}")
 
 
 def test_a_route_without_hostnames_catches_every_host(cluster: Cluster) -> None:
@@ -719,6 +811,7 @@ def test_budgets_keep_within_what_security_approved(cluster: Cluster) -> None:
     ]
     set_registry(cluster, PLATFORM.teams, approvals)
     ns, route = TEAMS["research"], research("HTTPRoute")
+    route["spec"]["rules"][0]["filters"][0]["extensionRef"]["name"] = "within"  # the route's policy here
     within = renamed(research("TrafficPolicy"), "within")
     within["spec"]["rateLimit"] = {
         "local": {"tokenBucket": {"maxTokens": 20, "tokensPerFill": 1, "fillInterval": "500ms"}}

@@ -274,7 +274,10 @@ def registry_policy() -> Obj:
 # --- what may attach to the shared egress gateway, from a team's namespace ---------------------------
 
 _NS = "namespaceObject.metadata.name"
-_NO_MIRROR = '!(f.type in ["RequestMirror", "ExtensionRef"])'
+_POLICY_FILTER = (
+    'f.type == "ExtensionRef" && f.extensionRef.group == "gateway.kgateway.dev" && '
+    'f.extensionRef.kind == "TrafficPolicy"'
+)
 
 
 # What the policies' CEL lists with resource.List (API version, resource): Kyverno's admission controller
@@ -432,9 +435,13 @@ def route_policy() -> Obj:
                 ),
                 _rule(
                     "HTTPRoute",
-                    f"object.spec.?rules.orValue([]).all(r, r.?filters.orValue([]).all(f, {_NO_MIRROR}) && "
-                    f"r.?backendRefs.orValue([]).all(b, b.?filters.orValue([]).all(f, {_NO_MIRROR})))",
-                    "'a route in a team namespace neither mirrors requests nor hands them to extensions'",
+                    # kgateway drops an unresolved filter of a backendRef silently (krtcollections/policy.go,
+                    # getBackends), so none is allowed there; a rule's ExtensionRef names a TrafficPolicy only.
+                    "object.spec.?rules.orValue([]).all(r, r.?filters.orValue([]).all(f, "
+                    f'f.type != "RequestMirror" && (f.type != "ExtensionRef" || ({_POLICY_FILTER}))) && '
+                    "r.?backendRefs.orValue([]).all(b, b.?filters.orValue([]).size() == 0))",
+                    "'a route in a team namespace neither mirrors requests nor hands them to extensions (its "
+                    "rules name TrafficPolicies only; its backends carry no filters)'",
                 ),
                 _rule(
                     "HTTPRoute",
@@ -455,6 +462,15 @@ def route_policy() -> Obj:
                     f"!({gw_parent}) || {route_policies}.exists(tp, has(tp.spec.extAuth) && "
                     "has(tp.spec.extAuth.extensionRef))",
                     "'a route on the egress gateway needs its TrafficPolicy with external authorization first'",
+                ),
+                _rule(
+                    "HTTPRoute",
+                    f"!({gw_parent}) || (object.spec.?rules.orValue([]).size() > 0 && object.spec.rules.all(r, "
+                    f"r.?filters.orValue([]).exists(f, {_POLICY_FILTER}) && r.filters.all(f, f.type != "
+                    f'"ExtensionRef" || {route_policies}.exists(tp, tp.metadata.name == f.extensionRef.name))))',
+                    "'every rule of a route on the egress gateway names its TrafficPolicy (one that targets the "
+                    "route) in an ExtensionRef filter: without the policy the gateway then answers 500 instead of "
+                    "forwarding'",
                 ),
                 _rule(
                     "TrafficPolicy",

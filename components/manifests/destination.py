@@ -53,9 +53,20 @@ def service_entry(
     return {"apiVersion": SERVICE_ENTRY_API, "kind": "ServiceEntry", "metadata": meta, "spec": spec}
 
 
+def policy_filter(dest: Destination) -> Obj:
+    """The route rule's filter that names its TrafficPolicy. The policy also targets the route; named
+    here as well, its absence is an unresolved filter, and kgateway then answers the rule with a 500
+    instead of forwarding without authorization (Gateway API: an unresolvable ExtensionRef filter is
+    never skipped; kgateway's irtranslator finalizeRoute replaces the rule with a direct response)."""
+    return {
+        "type": "ExtensionRef",
+        "extensionRef": {"group": "gateway.kgateway.dev", "kind": "TrafficPolicy", "name": resource_name(dest)},
+    }
+
+
 def http_route(team: Team, dest: Destination) -> Obj:
     """Route on the team's own listener of the shared egress Gateway: requests for the host go to the
-    ServiceEntry."""
+    ServiceEntry, through the route's TrafficPolicy (named by the rule's filter)."""
     return {
         "apiVersion": GATEWAY_API,
         "kind": "HTTPRoute",
@@ -65,6 +76,7 @@ def http_route(team: Team, dest: Destination) -> Obj:
             "hostnames": [dest.host],
             "rules": [
                 {
+                    "filters": [policy_filter(dest)],
                     "backendRefs": [
                         {
                             "group": "networking.istio.io",
@@ -72,7 +84,7 @@ def http_route(team: Team, dest: Destination) -> Obj:
                             "name": resource_name(dest),
                             "port": dest.port,
                         }
-                    ]
+                    ],
                 }
             ],
         },
