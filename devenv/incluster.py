@@ -10,11 +10,19 @@ Used by devenv/kyverno_admission.py and devenv/istiod.py.
 
 from __future__ import annotations
 
+import logging
+import shutil
+import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeVar
 
+from .controlplane import ControlPlane, ControlPlaneError, Process, activate, deactivate, signals_deferred, spawn
 from .kubeapi import KubeApi
+
+log = logging.getLogger(__name__)
 
 Obj = Mapping[str, Any]
 # What of a rendered chart is installed for a controller run out of cluster: its identities and their
@@ -91,3 +99,130 @@ def configmap_mounts(
                 (target / key).write_text(value)
                 written.append(target / key)
     return written
+
+
+_C = TypeVar("_C", bound="Component")
+
+
+class Component:
+    """One upstream controller run out of cluster against a started ControlPlane: its work directory, its
+    one process (controlplane.spawn: own process group, dies with the thread that started it), readiness
+    waits bounded by `timeout` from the start, and a stop (SIGTERM, then SIGKILL) however the block ends.
+    Subclasses say what to install and launch (`_launch`) and what to undo after the process (`_cleanup`)."""
+
+    NAME = "component"  # its process, log file (<NAME>.log) and work directory prefix
+    WHAT = "the component"  # in messages
+    Error: type[RuntimeError] = RuntimeError
+    STOP_GRACE_SECONDS = 15.0
+
+    def __init__(self, control_plane: ControlPlane, *, timeout: float, keep_workdir: bool) -> None:
+        self.control_plane = control_plane
+        self.timeout = timeout
+        self.keep_workdir = keep_workdir
+        self._process: Process | None = None
+        self._workdir: Path | None = None
+        self._pid = 0
+        self._started_at = 0.0
+        self.startup_seconds = 0.0
+
+    @property
+    def api(self) -> KubeApi:
+        """Admin access to the control plane's API server (to set up and to check, never the process's)."""
+        return self.control_plane.api
+
+    @property
+    def pid(self) -> int:
+        """Process id (also after it stopped); 0 before it started."""
+        return self._pid
+
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            raise self.Error(f"{self.WHAT} is not started")
+        return self._workdir
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / f"{self.NAME}.log"
+
+    def tail(self, lines: int = 40) -> str:
+        return self._process.tail(lines) if self._process is not None else "(not started)"
+
+    def __enter__(self: _C) -> _C:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self: _C) -> _C:
+        if self._workdir is not None:
+            raise self.Error(f"{self.WHAT} is already started")
+        binary = self._binary_path()
+        try:
+            self.control_plane.check()
+        except ControlPlaneError as err:
+            raise self.Error(f"the control plane is not running: {err}") from err
+        self._started_at = time.monotonic()
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"{self.NAME}-"))
+        activate(self)
+        try:
+            self._launch(binary, self._workdir)
+        except ControlPlaneError as err:
+            self.stop()
+            raise self.Error(str(err)) from err
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - self._started_at
+        return self
+
+    def stop(self) -> None:
+        """Stops the process and undoes what only it served (`_cleanup`); idempotent."""
+        with signals_deferred():
+            if self._process is not None:
+                self._process.stop(self.STOP_GRACE_SECONDS)
+                self._process = None
+                self._cleanup()
+            deactivate(self)
+            if self._workdir is not None:
+                if self.keep_workdir:
+                    log.info("kept %s's work dir %s", self.WHAT, self._workdir)
+                else:
+                    shutil.rmtree(self._workdir, ignore_errors=True)
+                self._workdir = None
+
+    def check(self) -> None:
+        """Raises the component's error if its process has exited."""
+        proc = self._process
+        if proc is not None and proc.popen.poll() is not None:
+            raise self.Error(proc.describe_exit())
+
+    def _spawn(self, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        self._process = spawn(self.NAME, argv, self.workdir, env)
+        self._pid = self._process.popen.pid
+
+    def _wait(self, what: str, ready: Callable[[], tuple[bool, str]]) -> None:
+        deadline = self._started_at + self.timeout
+        while True:
+            self.check()
+            ok, last = ready()
+            if ok:
+                return
+            if time.monotonic() > deadline:
+                raise self.Error(
+                    f"{what} not within {self.timeout:.0f} s (last: {last.strip()[:400]}); "
+                    f"last lines of {self.log_file}:\n{self.tail()}"
+                )
+            time.sleep(0.25)
+
+    # -- what a subclass provides --------------------------------------------------------------------
+    def _binary_path(self) -> Path:
+        raise NotImplementedError
+
+    def _launch(self, binary: Path, workdir: Path) -> None:
+        raise NotImplementedError
+
+    def _cleanup(self) -> None:
+        """After the process stopped: remove what only it served (its webhooks, which fail closed)."""

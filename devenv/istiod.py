@@ -32,13 +32,10 @@ import json
 import logging
 import os
 import queue
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import grpc
@@ -48,14 +45,8 @@ from . import chartrender, incluster
 from .controlplane import (
     ControlPlane,
     ControlPlaneError,
-    Process,
-    activate,
-    deactivate,
     http_get,
-    signals_deferred,
-    spawn,
 )
-from .kubeapi import KubeApi
 from .kyverno_admission import CHARTS_DIR, apply, ensure_namespace, install_crds
 from .ports import free_ports
 from .protodesc import BOOL, BYTES, ENUM, MESSAGE, STRING, UINT32, Schema
@@ -71,6 +62,7 @@ CONTAINER = "discovery"
 # Both charts' validating webhooks: base's for objects of any revision, istiod's for `istio.io/rev: default`.
 VALIDATORS = ("istiod-default-validator", "istio-validator-istio-system")
 WEBHOOK_PATH = "/validate"
+WEBHOOK_CONFIGS = "apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
 STOP_GRACE_SECONDS = 15.0
 AUTHORIZATION_TYPE = "type.googleapis.com/istio.security.Authorization"  # pkg/model/xds.go
 DELTA_ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
@@ -222,8 +214,13 @@ def _authorization(value: bytes) -> dict[str, Any]:
 # --- istiod -------------------------------------------------------------------------------------------
 
 
-class Istiod:
+class Istiod(incluster.Component):
     """pilot-discovery against `control_plane` (started), on free loopback ports, as the istiod chart runs it."""
+
+    NAME = "istiod"
+    WHAT = "istiod"
+    Error = IstiodError
+    STOP_GRACE_SECONDS = STOP_GRACE_SECONDS
 
     def __init__(
         self,
@@ -234,19 +231,10 @@ class Istiod:
         binary: Path | None = None,
         keep_workdir: bool = False,
     ) -> None:
-        self.control_plane = control_plane
+        super().__init__(control_plane, timeout=timeout, keep_workdir=keep_workdir)
         self.charts = list(charts) if charts is not None else None
-        self.timeout = timeout
-        self.keep_workdir = keep_workdir
         self._binary = binary
-        self._process: Process | None = None
-        self._workdir: Path | None = None
         self.ports: dict[str, int] = {}
-        self.startup_seconds = 0.0
-
-    @property
-    def api(self) -> KubeApi:
-        return self.control_plane.api
 
     @property
     def xds_address(self) -> str:
@@ -256,70 +244,31 @@ class Istiod:
     def webhook_url(self) -> str:
         return f"https://127.0.0.1:{self.ports['https']}{WEBHOOK_PATH}"
 
-    def tail(self, lines: int = 40) -> str:
-        return self._process.tail(lines) if self._process is not None else "(not started)"
-
-    def __enter__(self) -> Istiod:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def start(self) -> Istiod:
-        if self._workdir is not None:
-            raise IstiodError("istiod is already started")
-        value = os.environ.get(ENV_VAR, "")
-        reason = None if self._binary else missing_binary()
+    def _binary_path(self) -> Path:
+        if self._binary is not None:
+            return self._binary
+        reason = missing_binary()
         if reason is not None:
             raise IstiodError(reason)
-        binary = self._binary or Path(value)
+        return Path(os.environ[ENV_VAR])
+
+    def _launch(self, binary: Path, workdir: Path) -> None:
         charts = self.charts if self.charts is not None else platform_charts()
-        started = time.monotonic()
-        self._workdir = Path(tempfile.mkdtemp(prefix="istiod-"))
-        activate(self)
-        try:
-            self.control_plane.check()
-            self._install(charts, self._workdir)
-            kubeconfig = self.control_plane.service_account_kubeconfig(NAMESPACE, SERVICE_ACCOUNT)
-            self._spawn(binary, charts, kubeconfig, self._workdir)
-            self._wait_ready(started)
-        except ControlPlaneError as err:
-            self.stop()
-            raise IstiodError(str(err)) from err
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_seconds = time.monotonic() - started
-        log.info(
-            "istiod ready (xDS %s, webhook %s) in %.1f s", self.xds_address, self.webhook_url, self.startup_seconds
-        )
-        return self
+        self._install(charts, workdir)
+        kubeconfig = self.control_plane.service_account_kubeconfig(NAMESPACE, SERVICE_ACCOUNT)
+        self._spawn_istiod(binary, charts, kubeconfig)
+        self._wait_ready()
+        log.info("istiod ready (xDS %s, webhook %s)", self.xds_address, self.webhook_url)
 
-    def stop(self) -> None:
-        """Stops istiod and removes the validating webhooks that call it (they would fail closed); idempotent."""
-        with signals_deferred():
-            if self._process is not None:
-                self._process.stop(STOP_GRACE_SECONDS)
-                self._process = None
-                for name in VALIDATORS:
-                    try:
-                        self.api.request(
-                            "DELETE", f"apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/{name}"
-                        )
-                    except (OSError, ControlPlaneError) as err:
-                        log.debug("webhook %s not removed: %s", name, err)
-            deactivate(self)
-            if self._workdir is not None:
-                if not self.keep_workdir:
-                    shutil.rmtree(self._workdir, ignore_errors=True)
-                self._workdir = None
-
-    def check(self) -> None:
-        proc = self._process
-        if proc is not None and proc.popen.poll() is not None:
-            raise IstiodError(proc.describe_exit())
+    def _cleanup(self) -> None:
+        """The validating webhooks that call it: they would fail closed."""
+        for name in VALIDATORS:
+            try:
+                self.api.request(
+                    "DELETE", f"apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/{name}"
+                )
+            except (OSError, ControlPlaneError) as err:
+                log.debug("webhook %s not removed: %s", name, err)
 
     # -- internals ---------------------------------------------------------------------------------
     def _install(self, charts: Sequence[Mapping[str, Any]], workdir: Path) -> None:
@@ -338,10 +287,10 @@ class Istiod:
                 obj = json.loads(json.dumps(hook_config))
                 for hook in obj["webhooks"]:
                     hook["clientConfig"] = {"url": self.webhook_url, "caBundle": ca_bundle}
-                path = f"apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/{obj['metadata']['name']}"
+                path = f"{WEBHOOK_CONFIGS}/{obj['metadata']['name']}"
                 apply(api, path, obj)
 
-    def _spawn(self, binary: Path, charts: Sequence[Mapping[str, Any]], kubeconfig: Path, workdir: Path) -> None:
+    def _spawn_istiod(self, binary: Path, charts: Sequence[Mapping[str, Any]], kubeconfig: Path) -> None:
         args, chart_env = incluster.container_command(charts, DEPLOYMENT, CONTAINER, NAMESPACE)
         loopback = {
             "monitoringAddr": f"127.0.0.1:{self.ports['monitoring']}",
@@ -359,33 +308,21 @@ class Istiod:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
         env.update(chart_env)
         env["KUBECONFIG"] = str(kubeconfig)  # the chart's points into a mounted Secret
-        self._process = spawn("istiod", argv, workdir, env)
+        self._spawn(argv, env)
 
-    def _wait(self, what: str, ready: Any, started: float) -> None:
-        while True:
-            self.check()
-            ok, last = ready()
-            if ok:
-                return
-            if time.monotonic() > started + self.timeout:
-                raise IstiodError(
-                    f"{what} not within {self.timeout:.0f} s (last: {str(last)[:400]}); log:\n{self.tail()}"
-                )
-            time.sleep(0.25)
-
-    def _wait_ready(self, started: float) -> None:
+    def _wait_ready(self) -> None:
         def ready() -> tuple[bool, str]:
             status, body = http_get(f"http://127.0.0.1:{self.ports['http']}/ready")
             return status == 200, body
 
-        self._wait("istiod's /ready", ready, started)
+        self._wait("istiod's /ready", ready)
 
         def fail_closed() -> tuple[bool, str]:
             got = self.api.get("ValidatingWebhookConfiguration", VALIDATORS[0]) or {}
             policies = [h.get("failurePolicy") for h in got.get("webhooks") or []]
             return bool(policies) and all(p == "Fail" for p in policies), f"failurePolicy {policies}"
 
-        self._wait(f"{VALIDATORS[0]} switched to Fail by istiod", fail_closed, started)
+        self._wait(f"{VALIDATORS[0]} switched to Fail by istiod", fail_closed)
 
     # -- xDS ---------------------------------------------------------------------------------------
     def authorizations(self, *, expect: Sequence[str] = (), timeout: float = 30.0) -> dict[str, dict[str, Any]]:

@@ -25,30 +25,22 @@ import json
 import logging
 import os
 import shlex
-import shutil
 import signal
 import ssl
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from . import chartrender, incluster
 from .controlplane import (
     ControlPlane,
     ControlPlaneError,
-    Process,
     Terminated,
-    activate,
-    deactivate,
-    signals_deferred,
-    spawn,
 )
 from .kubeapi import KubeApi, Response
 from .ports import free_ports
@@ -296,16 +288,20 @@ def wait_policy_ready(
 # --- the admission controller -------------------------------------------------------------------------
 
 
-class KyvernoAdmission:
+class KyvernoAdmission(incluster.Component):
     """Kyverno's admission controller against `control_plane` (started), on a free loopback port.
 
     `chart` is the rendered kyverno chart whose objects and Deployment it installs and runs (default: the
     platform's, `platform_chart()`); a test passes another rendering to see what other values would do.
-    The controller's credential is a token of the chart's ServiceAccount. The process dies with the thread
-    that started it (PR_SET_PDEATHSIG). Its leader-election identity is fixed, so a controller started
-    after another one stopped on the same control plane leads at once; two at the same time on one
-    control plane are not supported.
+    The controller's credential is a token of the chart's ServiceAccount. Its leader-election identity is
+    fixed, so a controller started after another one stopped on the same control plane leads at once; two
+    at the same time on one control plane are not supported.
     """
+
+    NAME = "kyverno"
+    WHAT = "the admission controller"
+    Error = KyvernoAdmissionError
+    STOP_GRACE_SECONDS = STOP_GRACE_SECONDS
 
     def __init__(
         self,
@@ -318,101 +314,35 @@ class KyvernoAdmission:
         extra_args: Sequence[str] = (),
         keep_workdir: bool = False,
     ) -> None:
-        self.control_plane = control_plane
-        self.timeout = timeout
+        super().__init__(control_plane, timeout=timeout, keep_workdir=keep_workdir)
         self.chart = list(chart) if chart is not None else None
         self.charts_dir = charts_dir
         self.extra_args = list(extra_args)
-        self.keep_workdir = keep_workdir
         self._binary = binary
-        self._process: Process | None = None
-        self._workdir: Path | None = None
         self._port = 0
-        self._pid = 0
-        self._started_at = 0.0
-        self.startup_seconds = 0.0
-
-    # -- properties ---------------------------------------------------------------------------------
-    @property
-    def api(self) -> KubeApi:
-        """Admin access to the control plane's API server."""
-        return self.control_plane.api
 
     @property
     def url(self) -> str:
         """Where the webhooks are served (what `--serverIP` registers)."""
         return f"https://127.0.0.1:{self._port}"
 
-    @property
-    def pid(self) -> int:
-        """Process id of the controller (also after it stopped); 0 before it started."""
-        return self._pid
+    def _binary_path(self) -> Path:
+        return self._binary or binary_from_env()
 
-    @property
-    def log_file(self) -> Path:
-        if self._workdir is None:
-            raise KyvernoAdmissionError("the admission controller is not started")
-        return self._workdir / "kyverno.log"
-
-    def tail(self, lines: int = 40) -> str:
-        return self._process.tail(lines) if self._process is not None else "(not started)"
-
-    # -- lifecycle ----------------------------------------------------------------------------------
-    def __enter__(self) -> KyvernoAdmission:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def start(self) -> KyvernoAdmission:
-        if self._workdir is not None:
-            raise KyvernoAdmissionError("the admission controller is already started")
-        binary = self._binary or binary_from_env()
-        try:
-            self.control_plane.check()
-        except ControlPlaneError as err:
-            raise KyvernoAdmissionError(f"the control plane is not running: {err}") from err
+    def _launch(self, binary: Path, workdir: Path) -> None:
         chart = self.chart if self.chart is not None else platform_chart(self.charts_dir)
-        self._started_at = time.monotonic()
-        self._workdir = Path(tempfile.mkdtemp(prefix="kyverno-admission-"))
-        activate(self)
-        try:
-            self._install(chart)
-            kubeconfig = self.control_plane.service_account_kubeconfig(NAMESPACE, SERVICE_ACCOUNT)
-            self._spawn(binary, chart, kubeconfig, self._workdir)
-            self._wait_ready()
-        except ControlPlaneError as err:
-            self.stop()
-            raise KyvernoAdmissionError(str(err)) from err
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_seconds = time.monotonic() - self._started_at
-        log.info("kyverno admission controller ready at %s in %.1f s", self.url, self.startup_seconds)
-        return self
+        self._install(chart)
+        kubeconfig = self.control_plane.service_account_kubeconfig(NAMESPACE, SERVICE_ACCOUNT)
+        self._port, metrics_port = free_ports(2)
+        args, chart_env = chart_command(chart)
+        argv = [str(binary), *on_loopback(args, self._port, metrics_port, kubeconfig), *self.extra_args]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}  # the kubeconfig decides
+        self._spawn(argv, {**env, **chart_env})
+        self._wait_ready()
+        log.info("kyverno admission controller ready at %s", self.url)
 
-    def stop(self) -> None:
-        """Stops the controller and removes the webhook configurations it registered; idempotent."""
-        with signals_deferred():
-            if self._process is not None:
-                self._process.stop(STOP_GRACE_SECONDS)
-                self._process = None
-                self._remove_webhooks()
-            deactivate(self)
-            if self._workdir is not None:
-                if self.keep_workdir:
-                    log.info("kept the admission controller's work dir %s", self._workdir)
-                else:
-                    shutil.rmtree(self._workdir, ignore_errors=True)
-                self._workdir = None
-
-    def check(self) -> None:
-        """Raises KyvernoAdmissionError if the controller has exited."""
-        proc = self._process
-        if proc is not None and proc.popen.poll() is not None:
-            raise KyvernoAdmissionError(proc.describe_exit())
+    def _cleanup(self) -> None:
+        self._remove_webhooks()
 
     # -- internals ----------------------------------------------------------------------------------
     def _install(self, chart: Sequence[Mapping[str, Any]]) -> None:
@@ -421,29 +351,6 @@ class KyvernoAdmission:
         ensure_namespace(api, NAMESPACE)
         incluster.install(api, chart, apply)
         self._wait("the chart's aggregated ClusterRoles", lambda: incluster.aggregated(api, chart))
-
-    def _spawn(self, binary: Path, chart: Sequence[Mapping[str, Any]], kubeconfig: Path, workdir: Path) -> None:
-        self._port, metrics_port = free_ports(2)
-        args, chart_env = chart_command(chart)
-        argv = [str(binary), *on_loopback(args, self._port, metrics_port, kubeconfig), *self.extra_args]
-        env = {**os.environ, **chart_env}
-        env.pop("KUBERNETES_SERVICE_HOST", None)  # the kubeconfig, not an in-cluster guess
-        self._process = spawn("kyverno", argv, workdir, env)
-        self._pid = self._process.popen.pid
-
-    def _wait(self, what: str, ready: Callable[[], tuple[bool, str]]) -> None:
-        deadline = self._started_at + self.timeout
-        while True:
-            self.check()
-            ok, last = ready()
-            if ok:
-                return
-            if time.monotonic() > deadline:
-                raise KyvernoAdmissionError(
-                    f"{what} not within {self.timeout:.0f} s (last: {last.strip()[:400]}); "
-                    f"last lines of {self.log_file}:\n{self.tail()}"
-                )
-            time.sleep(0.25)
 
     def _wait_ready(self) -> None:
         api = self.api
