@@ -66,14 +66,22 @@ class Terminated(SystemExit):
         super().__init__(128 + signal.SIGTERM)
 
 
+def missing_executable(var: str, what: str, hint: str) -> str | None:
+    """Why the binary the variable `var` names cannot run (unset, or not an executable file), or None."""
+    value = os.environ.get(var, "")
+    if not value:
+        return f"{var} is not set ({what}); {hint}"
+    if not os.access(value, os.X_OK):
+        return f"{var}={value} is not an executable file; {hint}"
+    return None
+
+
 def missing_binaries() -> str | None:
     """Why the control plane cannot start here (an unset or wrong binary variable), or None."""
     for name, var in ENV_VARS.items():
-        value = os.environ.get(var, "")
-        if not value:
-            return f"{var} is not set (the {name} binary); {BUILD_HINT}"
-        if not os.access(value, os.X_OK):
-            return f"{var}={value} is not an executable file; {BUILD_HINT}"
+        reason = missing_executable(var, f"the {name} binary", BUILD_HINT)
+        if reason is not None:
+            return reason
     return None
 
 
@@ -223,6 +231,19 @@ def _stop_all() -> None:
 
 
 # --- readiness -----------------------------------------------------------------------------------------
+
+
+def poll(
+    ready: Callable[[], tuple[bool, str]], deadline: float, alive: Callable[[], None], interval: float
+) -> tuple[bool, str]:
+    """Asks `ready` every `interval` s until it holds or `deadline` (monotonic) passes: (held, its last
+    answer). `alive` raises if what is awaited has died meanwhile."""
+    while True:
+        alive()
+        ok, last = ready()
+        if ok or time.monotonic() > deadline:
+            return ok, last
+        time.sleep(interval)
 
 
 def http_get(url: str, *, token: str | None = None, context: ssl.SSLContext | None = None) -> tuple[int, str]:
@@ -404,20 +425,13 @@ class ControlPlane:
         self._pids[name] = proc.popen.pid
 
     def _wait(self, what: str, ready: Callable[[], tuple[bool, str]]) -> None:
-        deadline = self._started_at + self.timeout
-        last = ""
-        while True:
-            self.check()
-            ok, last = ready()
-            if ok:
-                return
-            if time.monotonic() > deadline:
-                proc = self._processes[-1]
-                raise ControlPlaneError(
-                    f"{what} not ready within {self.timeout:.0f} s (last answer: {last.strip()[:300]}); "
-                    f"last lines of {proc.log}:\n{proc.tail()}"
-                )
-            time.sleep(0.1)
+        ok, last = poll(ready, self._started_at + self.timeout, self.check, 0.1)
+        if not ok:
+            proc = self._processes[-1]
+            raise ControlPlaneError(
+                f"{what} not ready within {self.timeout:.0f} s (last answer: {last.strip()[:300]}); "
+                f"last lines of {proc.log}:\n{proc.tail()}"
+            )
 
     def _start(self, binaries: Mapping[str, Path], workdir: Path) -> None:
         etcd_port, peer_port, self._port, kcm_port = free_ports(4)

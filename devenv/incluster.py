@@ -11,6 +11,7 @@ Used by devenv/kyverno_admission.py and devenv/istiod.py.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -19,7 +20,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .controlplane import ControlPlane, ControlPlaneError, Process, activate, deactivate, signals_deferred, spawn
+from .controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    Process,
+    activate,
+    deactivate,
+    missing_executable,
+    poll,
+    signals_deferred,
+    spawn,
+)
 from .kubeapi import KubeApi
 
 log = logging.getLogger(__name__)
@@ -114,9 +125,15 @@ class Component:
     WHAT = "the component"  # in messages
     Error: type[RuntimeError] = RuntimeError
     STOP_GRACE_SECONDS = 15.0
+    ENV_VAR = ""  # the variable naming its binary (`binary` overrides it)
+    BINARY = "its binary"  # what that binary is, in messages
+    BUILD_HINT = ""  # how to get the binary
 
-    def __init__(self, control_plane: ControlPlane, *, timeout: float, keep_workdir: bool) -> None:
+    def __init__(
+        self, control_plane: ControlPlane, *, timeout: float, keep_workdir: bool, binary: Path | None = None
+    ) -> None:
         self.control_plane = control_plane
+        self._binary = binary
         self.timeout = timeout
         self.keep_workdir = keep_workdir
         self._process: Process | None = None
@@ -199,27 +216,31 @@ class Component:
         if proc is not None and proc.popen.poll() is not None:
             raise self.Error(proc.describe_exit())
 
-    def _spawn(self, argv: Sequence[str], env: Mapping[str, str]) -> None:
+    def _spawn(self, argv: Sequence[str], chart_env: Mapping[str, str], kubeconfig: Path) -> None:
+        """Starts the process with the chart's environment and `kubeconfig` as its only credential (no
+        in-cluster guess from KUBERNETES_* variables; a chart's own KUBECONFIG points into a mounted Secret)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+        env.update(chart_env)
+        env["KUBECONFIG"] = str(kubeconfig)
         self._process = spawn(self.NAME, argv, self.workdir, env)
         self._pid = self._process.popen.pid
 
     def _wait(self, what: str, ready: Callable[[], tuple[bool, str]]) -> None:
-        deadline = self._started_at + self.timeout
-        while True:
-            self.check()
-            ok, last = ready()
-            if ok:
-                return
-            if time.monotonic() > deadline:
-                raise self.Error(
-                    f"{what} not within {self.timeout:.0f} s (last: {last.strip()[:400]}); "
-                    f"last lines of {self.log_file}:\n{self.tail()}"
-                )
-            time.sleep(0.25)
+        ok, last = poll(ready, self._started_at + self.timeout, self.check, 0.25)
+        if not ok:
+            raise self.Error(
+                f"{what} not within {self.timeout:.0f} s (last: {last.strip()[:400]}); "
+                f"last lines of {self.log_file}:\n{self.tail()}"
+            )
 
     # -- what a subclass provides --------------------------------------------------------------------
     def _binary_path(self) -> Path:
-        raise NotImplementedError
+        if self._binary is not None:
+            return self._binary
+        reason = missing_executable(self.ENV_VAR, self.BINARY, self.BUILD_HINT)
+        if reason is not None:
+            raise self.Error(reason)
+        return Path(os.environ[self.ENV_VAR])
 
     def _launch(self, binary: Path, workdir: Path) -> None:
         raise NotImplementedError

@@ -30,7 +30,6 @@ import base64
 import functools
 import json
 import logging
-import os
 import queue
 import subprocess
 import time
@@ -46,14 +45,16 @@ from .controlplane import (
     ControlPlane,
     ControlPlaneError,
     http_get,
+    missing_executable,
 )
 from .kyverno_admission import CHARTS_DIR, apply, ensure_namespace, install_crds
 from .ports import free_ports
-from .protodesc import BOOL, BYTES, ENUM, MESSAGE, STRING, UINT32, Schema
+from .protodesc import BOOL, BYTES, MESSAGE, STRING, UINT32, Schema
 
 log = logging.getLogger(__name__)
 
 ENV_VAR = "PILOT_DISCOVERY_BIN"
+BINARY = "istiod's pilot-discovery"
 BUILD_HINT = "run `make tools` / scripts/build/istio.sh"
 NAMESPACE = "istio-system"
 DEPLOYMENT = "istiod"
@@ -74,12 +75,7 @@ class IstiodError(RuntimeError):
 
 
 def missing_binary() -> str | None:
-    value = os.environ.get(ENV_VAR, "")
-    if not value:
-        return f"{ENV_VAR} is not set (istiod's pilot-discovery); {BUILD_HINT}"
-    if not os.access(value, os.X_OK):
-        return f"{ENV_VAR}={value} is not an executable file; {BUILD_HINT}"
-    return None
+    return missing_executable(ENV_VAR, BINARY, BUILD_HINT)
 
 
 # --- the charts, as the platform installs them --------------------------------------------------------
@@ -196,7 +192,6 @@ def _schema() -> Schema:
     return s
 
 
-_ = ENUM  # enums are read as their numbers (the same wire type as uint32)
 DeltaDiscoveryRequest, DeltaDiscoveryResponse, Authorization = _schema().classes(
     "DeltaDiscoveryRequest", "DeltaDiscoveryResponse", "Authorization"
 )
@@ -220,6 +215,7 @@ class Istiod(incluster.Component):
     NAME = "istiod"
     WHAT = "istiod"
     Error = IstiodError
+    ENV_VAR, BINARY, BUILD_HINT = ENV_VAR, BINARY, BUILD_HINT
     STOP_GRACE_SECONDS = STOP_GRACE_SECONDS
 
     def __init__(
@@ -231,9 +227,8 @@ class Istiod(incluster.Component):
         binary: Path | None = None,
         keep_workdir: bool = False,
     ) -> None:
-        super().__init__(control_plane, timeout=timeout, keep_workdir=keep_workdir)
+        super().__init__(control_plane, timeout=timeout, keep_workdir=keep_workdir, binary=binary)
         self.charts = list(charts) if charts is not None else None
-        self._binary = binary
         self.ports: dict[str, int] = {}
 
     @property
@@ -243,14 +238,6 @@ class Istiod(incluster.Component):
     @property
     def webhook_url(self) -> str:
         return f"https://127.0.0.1:{self.ports['https']}{WEBHOOK_PATH}"
-
-    def _binary_path(self) -> Path:
-        if self._binary is not None:
-            return self._binary
-        reason = missing_binary()
-        if reason is not None:
-            raise IstiodError(reason)
-        return Path(os.environ[ENV_VAR])
 
     def _launch(self, binary: Path, workdir: Path) -> None:
         charts = self.charts if self.charts is not None else platform_charts()
@@ -305,10 +292,7 @@ class Istiod(incluster.Component):
         }
         kept = [a for a in args if a.removeprefix("--").split("=", 1)[0] not in loopback]
         argv = [str(binary), *kept, *(f"--{flag}={value}" for flag, value in loopback.items())]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
-        env.update(chart_env)
-        env["KUBECONFIG"] = str(kubeconfig)  # the chart's points into a mounted Secret
-        self._spawn(argv, env)
+        self._spawn(argv, chart_env, kubeconfig)
 
     def _wait_ready(self) -> None:
         def ready() -> tuple[bool, str]:

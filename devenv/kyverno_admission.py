@@ -41,6 +41,7 @@ from .controlplane import (
     ControlPlane,
     ControlPlaneError,
     Terminated,
+    missing_executable,
 )
 from .kubeapi import KubeApi, Response
 from .ports import free_ports
@@ -48,6 +49,7 @@ from .ports import free_ports
 log = logging.getLogger(__name__)
 
 ENV_VAR = "KYVERNO_ADMISSION_BIN"
+BINARY = "Kyverno's admission controller"
 BUILD_HINT = "run `make tools` / scripts/build/kyverno-admission.sh"
 ROOT = Path(__file__).resolve().parent.parent
 # The pinned upstream charts (../shared/charts, see its SOURCES.md); the same setting the tests use.
@@ -96,19 +98,7 @@ class KyvernoAdmissionError(RuntimeError):
 
 def missing_binary() -> str | None:
     """Why the admission controller cannot start here (unset or wrong KYVERNO_ADMISSION_BIN), or None."""
-    value = os.environ.get(ENV_VAR, "")
-    if not value:
-        return f"{ENV_VAR} is not set (Kyverno's admission controller); {BUILD_HINT}"
-    if not os.access(value, os.X_OK):
-        return f"{ENV_VAR}={value} is not an executable file; {BUILD_HINT}"
-    return None
-
-
-def binary_from_env() -> Path:
-    reason = missing_binary()
-    if reason is not None:
-        raise KyvernoAdmissionError(reason)
-    return Path(os.environ[ENV_VAR])
+    return missing_executable(ENV_VAR, BINARY, BUILD_HINT)
 
 
 # --- the chart, as the platform installs it -----------------------------------------------------------
@@ -301,6 +291,7 @@ class KyvernoAdmission(incluster.Component):
     NAME = "kyverno"
     WHAT = "the admission controller"
     Error = KyvernoAdmissionError
+    ENV_VAR, BINARY, BUILD_HINT = ENV_VAR, BINARY, BUILD_HINT
     STOP_GRACE_SECONDS = STOP_GRACE_SECONDS
 
     def __init__(
@@ -314,20 +305,16 @@ class KyvernoAdmission(incluster.Component):
         extra_args: Sequence[str] = (),
         keep_workdir: bool = False,
     ) -> None:
-        super().__init__(control_plane, timeout=timeout, keep_workdir=keep_workdir)
+        super().__init__(control_plane, timeout=timeout, keep_workdir=keep_workdir, binary=binary)
         self.chart = list(chart) if chart is not None else None
         self.charts_dir = charts_dir
         self.extra_args = list(extra_args)
-        self._binary = binary
         self._port = 0
 
     @property
     def url(self) -> str:
         """Where the webhooks are served (what `--serverIP` registers)."""
         return f"https://127.0.0.1:{self._port}"
-
-    def _binary_path(self) -> Path:
-        return self._binary or binary_from_env()
 
     def _launch(self, binary: Path, workdir: Path) -> None:
         chart = self.chart if self.chart is not None else platform_chart(self.charts_dir)
@@ -336,8 +323,7 @@ class KyvernoAdmission(incluster.Component):
         self._port, metrics_port = free_ports(2)
         args, chart_env = chart_command(chart)
         argv = [str(binary), *on_loopback(args, self._port, metrics_port, kubeconfig), *self.extra_args]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}  # the kubeconfig decides
-        self._spawn(argv, {**env, **chart_env})
+        self._spawn(argv, chart_env, kubeconfig)
         self._wait_ready()
         log.info("kyverno admission controller ready at %s", self.url)
 

@@ -91,7 +91,7 @@ def test_every_istio_object_we_write_is_accepted(istiod: Istiod, stack: str) -> 
 
 
 def _team_ports_policy() -> dict[str, Any]:
-    (policy,) = [o for o in mesh.listener_authorization(load_stack(ROOT / "Pulumi.dev.yaml").teams)]
+    (policy,) = mesh.listener_authorization(load_stack(ROOT / "Pulumi.dev.yaml").teams)
     return copy.deepcopy(policy)
 
 
