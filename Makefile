@@ -18,7 +18,7 @@ ENV := source $(TOOLS_ENV) &&
 INLINE := python scripts/pulumi_inline.py
 PULUMI := $(ENV) $(INLINE)
 
-.PHONY: help tools deploy-tools stack up preview outputs team-kubeconfig usage destroy render print sandbox cluster-local lint typecheck pytest test clean
+.PHONY: help tools deploy-tools stack up preview outputs team-kubeconfig usage audit destroy render print sandbox cluster-local lint typecheck pytest test clean
 
 help:
 	@echo "make up STACK=dev        build the platform (kind, Istio ambient, kgateway, Kyverno, authz, Ollama)"
@@ -28,6 +28,7 @@ help:
 	@echo "make sandbox STACK=...   run the stack's egress path offline (real Envoy) and check it"
 	@echo "make outputs STACK=...   the stack's outputs (try commands, gateway address, approvals, teams)"
 	@echo "make team-kubeconfig TEAM=...  a team's own kubeconfig (platform access needed; for the team's CI)"
+	@echo "make audit               team objects whose approval has ended or that none covers (current context)"
 	@echo "make usage STACK=...     requests, denials, 429s, retries, p50/p99 per team and destination (LOG=, FORMAT=json|csv)"
 	@echo "make cluster-local       a local control plane (no nodes) with an admin kubeconfig, until Ctrl-C"
 	@echo "make test                everything CI runs"
@@ -93,6 +94,11 @@ FORMAT ?= table
 usage:
 	@$(MAKE) --no-print-directory deploy-tools
 	@$(ENV) python -m components.usage --log $(LOG) --format $(FORMAT) Pulumi.$(STACK).yaml
+
+# Team objects whose approval has ended or that no approval covers, in the cluster of the current
+# kubectl context (platform access), against the registry that cluster holds.
+audit: deploy-tools
+	@$(ENV) python -m components.audit
 
 # The objects a stack creates directly, from its config file alone (no engine, no state).
 print:

@@ -15,11 +15,12 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # type: ignore[import-untyped]
 
 _F = descriptor_pb2.FieldDescriptorProto
-STRING, BYTES, BOOL, INT32, UINT32, ENUM, MESSAGE = (
+STRING, BYTES, BOOL, INT32, INT64, UINT32, ENUM, MESSAGE = (
     _F.TYPE_STRING,
     _F.TYPE_BYTES,
     _F.TYPE_BOOL,
     _F.TYPE_INT32,
+    _F.TYPE_INT64,
     _F.TYPE_UINT32,
     _F.TYPE_ENUM,
     _F.TYPE_MESSAGE,

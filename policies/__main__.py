@@ -4,7 +4,7 @@ module does nothing else; the validators live in egress_policies/ and are tested
 import sys
 from pathlib import Path
 
-# The rules are shared with the program (components/manifests/rules.py), one directory up.
+# The rules are shared with the program (components/rules/), one directory up.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from egress_policies.pack import ENFORCEMENT_LEVEL, PACK_NAME, POLICIES

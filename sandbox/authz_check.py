@@ -7,12 +7,13 @@ declared here (devenv/protodesc.py) from envoy/service/auth/v3/{external_auth,at
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import grpc
 
-from devenv.protodesc import INT32, MESSAGE, STRING, UINT32, Schema
+from devenv.protodesc import INT32, INT64, MESSAGE, STRING, UINT32, Schema
 
 CHECK_METHOD = "/envoy.service.auth.v3.Authorization/Check"
 
@@ -41,7 +42,11 @@ def _schema() -> Schema:
         ],
     )
     s.map_entry(http, "HeadersEntry")
-    s.message("Request", [("http", 2, MESSAGE, "HttpRequest", False)])  # AttributeContext.Request
+    # google/protobuf/timestamp.proto, under the private name (the same wire format)
+    s.message("Timestamp", [("seconds", 1, INT64, None, False), ("nanos", 2, INT32, None, False)])
+    s.message(  # AttributeContext.Request
+        "Request", [("time", 1, MESSAGE, "Timestamp", False), ("http", 2, MESSAGE, "HttpRequest", False)]
+    )
     attributes = s.message(
         "AttributeContext",
         [
@@ -87,13 +92,17 @@ def check(
     context: Mapping[str, str] | None = None,
     timeout: float = 10.0,
     principal: str = "",
+    at: float | None = None,
 ) -> Decision:
     """One Check, as Envoy sends it from a plain-HTTP listener (header keys lowercased, `:authority`
     among the headers): `destination.address` is the listener's address and `port` (the connection's
     local address), and no `source.principal` (Envoy fills it only from a downstream TLS peer
-    certificate; `principal` exists for the negative control)."""
+    certificate; `principal` exists for the negative control). `request.time` is now, or `at` (seconds
+    since the epoch), as Envoy sets it from the stream's start (check_request_utils.cc setRequestTime)."""
     req = CheckRequest()
     attrs = req.attributes
+    when = time.time() if at is None else at
+    attrs.request.time.seconds, attrs.request.time.nanos = int(when), int((when % 1) * 1e9)
     attrs.destination.address.socket_address.address = "127.0.0.1"
     attrs.destination.address.socket_address.port_value = port
     if principal:

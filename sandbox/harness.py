@@ -23,6 +23,7 @@ import http.client
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -57,7 +58,8 @@ VARIANTS = (OWN, FAIL_OPEN, NO_AUTHZ, PRINCIPAL)
 PRINCIPAL_SERVICE = "kyverno-authz-principal"  # the negative control's server, as the variant names it
 LOAD_ERRORS = ("failed to load", "error compiling", "skipping document")
 
-PolicyFiles = Callable[[Mapping[int, str]], Sequence[Obj]]  # listener owners -> policy ConfigMaps
+# (listener owners, approval grants) -> policy ConfigMaps (authz.platform_configmaps)
+PolicyFiles = Callable[[Mapping[int, str], Mapping[str, Mapping[str, str]]], Sequence[Obj]]
 
 
 def wait_for(
@@ -208,10 +210,31 @@ class Sandbox:
         self.owners = {port: t.namespace for port, t in self.stands_for.items()}
         self.servers: dict[str, AuthzServer] = {}
         if authz_binary:
-            self.servers[OWN] = AuthzServer(authz_binary, work / "authz", policy_files(self.owners))
+            grants = self.grants(self.registry)
+            self.servers[OWN] = AuthzServer(authz_binary, work / "authz", policy_files(self.owners, grants))
             self.servers[PRINCIPAL] = AuthzServer(
-                authz_binary, work / "authz-principal", negative_control.configmaps(self.owners)
+                authz_binary, work / "authz-principal", negative_control.configmaps(self.owners, grants)
             )
+        self.policy_files = policy_files
+
+    def grants(self, registry: Sequence[Any]) -> dict[str, dict[str, str]]:
+        """The approvals as the authorization policy holds them, for the listener ports substituted here."""
+        return authz.approval_grants(self.teams, registry)
+
+    def change_registry(self, registry: Sequence[Any]) -> None:
+        """What the platform's `pulumi up` does when security changes the registry: the approval policy's
+        file changes, its digest rolls the authz server, and the new server loads it at its first Check.
+        Here: the same server process replaced, on the same port, with the new files."""
+        server = self.servers[OWN]
+        old = self.authz
+        if old is not None:
+            old.terminate()
+            old.wait(timeout=10)
+            self.procs.remove(old)
+        server.configmaps = list(self.policy_files(self.owners, self.grants(registry)))
+        shutil.rmtree(server.work / "mounts", ignore_errors=True)
+        self.authz = server.start()
+        self.procs.append(self.authz)
 
     @staticmethod
     def other_listener(team: str) -> str:
@@ -448,10 +471,11 @@ class Sandbox:
             time.sleep(0.02)
 
     def check(
-        self, host: str, headers: Mapping[str, str], listener: str, context: Mapping[str, str]
+        self, host: str, headers: Mapping[str, str], listener: str, context: Mapping[str, str], at: float | None = None
     ) -> authz_check.Decision:
-        """A Check sent to the authz server directly, as Envoy sends it from the listener's port."""
-        return authz_check.check(self.servers[OWN].address, host, headers, self.ports[listener], context)
+        """A Check sent to the authz server directly, as Envoy sends it from the listener's port (at `at`,
+        seconds since the epoch; now by default)."""
+        return authz_check.check(self.servers[OWN].address, host, headers, self.ports[listener], context, at=at)
 
     def route_context(self, dest: Destination) -> dict[str, str]:
         """The context extensions of the destination's route, read from its TrafficPolicy object."""

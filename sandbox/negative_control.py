@@ -42,8 +42,9 @@ def principal_policy(owners: Mapping[int, str]) -> Obj:
     return policy
 
 
-def configmaps(owners: Mapping[int, str]) -> list[Obj]:
-    """The negative control's two policy sources: the principal-based policy, then the default deny."""
-    current, deny = authz.platform_configmaps(owners)
+def configmaps(owners: Mapping[int, str], grants: Mapping[str, Mapping[str, str]]) -> list[Obj]:
+    """The negative control's policy sources: the approvals in force, the principal-based policy, then
+    the default deny."""
+    approvals, current, deny = authz.platform_configmaps(owners, grants)
     principal = {**current, "data": {authz.DESTINATION_POLICY_FILE: authz.policy_file(principal_policy(owners))}}
-    return [principal, deny]
+    return [approvals, principal, deny]

@@ -3,12 +3,13 @@ server directly), each with what it should observe, one line each; `run` runs th
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -56,6 +57,7 @@ class Scenarios:
     box: Sandbox
     usage_registry: usage.Registry  # who is who, for the usage report
     results: list[Result] = field(default_factory=list)
+    ended_ms: dict[str, float] = field(default_factory=dict)  # registry write -> first denial, by case
 
     def add(self, name: str, expected: str, observed: str, ok: bool | str) -> None:
         outcome = ok if isinstance(ok, str) else PASS if ok else FAIL
@@ -130,14 +132,73 @@ class Scenarios:
             _denied_403(decision, authz.DEFAULT_DENY_MESSAGE),
         )
         # The policy directories are the kubelet layout, loaded without a single load or compile error.
-        layout_ok = all((p / "..data").is_symlink() for p in box.policy_dirs.values()) and len(box.policy_dirs) == 2
+        n = len(authz.POLICY_SOURCES)
+        layout_ok = all((p / "..data").is_symlink() for p in box.policy_dirs.values()) and len(box.policy_dirs) == n
         errors = [line for line in box.authz_log().splitlines() if any(e in line for e in LOAD_ERRORS)]
         self.add(
             "policy sources in the kubelet ConfigMap layout",
-            "2 sources with ..data, no load/compile error",
+            f"{n} sources with ..data, no load/compile error",
             f"{len(box.policy_dirs)} sources, ..data {'present' if layout_ok else 'missing'}, {len(errors)} errors",
             layout_ok and not errors,
         )
+
+    def approvals_end(self) -> None:
+        """Security ends the approval of the first destination (removes it, then lets it expire): the
+        registry changes, nothing of the team's does, and the route's requests are denied. Revocation and
+        an expiry date in the past reach the gateway as the platform's `pulumi up` takes them there: a new
+        approval policy file, which rolls the authz server (here: the server restarted with the new
+        file). Measured: the time from the registry change to the first denial through the gateway."""
+        box = self.box
+        d = box.cfg.destinations[0]
+        approval = next((a for a in box.registry if a.host == d.host and box.team.name in a.teams), None)
+        if approval is None:
+            for name in ENDED_SCENARIOS:
+                self.add(name, "-", "no approval of the first destination in the registry", NOT_APPLICABLE)
+            return
+        yesterday = box.today - dt.timedelta(days=1)
+        others = [a for a in box.registry if a is not approval]
+        for case, registry in (
+            ("revoked", others),
+            ("expired", [*others, approval.model_copy(update={"expires": yesterday})]),
+        ):
+            before = box.request(d.host, allowed_headers(d))
+            start = time.monotonic()
+            box.change_registry(registry)
+            r, waited = self._until(lambda: box.request(d.host, allowed_headers(d)), lambda r: r.status == 403)
+            ms = (waited - start) * 1000
+            self.ended_ms[case] = ms
+            ok = before.status == 200 and r.status == 403 and r.body == authz.ENDED_MESSAGE.encode()
+            self.add(
+                f"{d.name}: approval {case}, team unchanged",
+                f"200 then 403 {authz.ENDED_MESSAGE[:30]!r}...",
+                f"{before.status} then {r.status}, {ms:.0f} ms after the change (server restart included)",
+                ok,
+            )
+            box.change_registry(box.registry)
+        # The expiry instant: the end of the approval's last day (UTC), the Check's request time against
+        # it, with no change at all: the policy compares it at every request.
+        end = dt.datetime.combine(approval.expires, dt.time(23, 59, 59), dt.UTC).timestamp()
+        at_end, past_end = (
+            box.check(d.host, allowed_headers(d), OWN, box.route_context(d), at=end + s) for s in (0, 1)
+        )
+        self.add(
+            f"{d.name}: expiry instant {approval.expires.isoformat()}T23:59:59Z (direct Checks)",
+            "allowed at the instant, denied one second later",
+            f"{at_end}; {past_end}",
+            at_end.allowed and _denied_403(past_end, authz.ENDED_MESSAGE),
+        )
+
+    @staticmethod
+    def _until(
+        call: Callable[[], Response], done: Callable[[Response], bool], timeout: float = 30
+    ) -> tuple[Response, float]:
+        """Repeat `call` until `done`; its last response and when it came (time.monotonic)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = call()
+            if done(r) or time.monotonic() > deadline:
+                return r, time.monotonic()
+            time.sleep(0.005)
 
     def other_port(self, d: Destination) -> None:
         """Another team's listener: ztunnel lets only that team's namespace connect to it (proven by
@@ -346,6 +407,11 @@ class Scenarios:
         )
 
 
+ENDED_SCENARIOS = (
+    "approval revoked, team unchanged",
+    "approval expired, team unchanged",
+    "expiry instant (direct Checks)",
+)
 AUTHZ_SCENARIOS = (
     "owner allowed (each destination)",
     "denied without the headers (each destination)",
@@ -354,6 +420,7 @@ AUTHZ_SCENARIOS = (
     "another destination's host judged by its own route",
     "canary: unknown host, direct Check, default deny",
     "policy sources in the kubelet ConfigMap layout",
+    *ENDED_SCENARIOS,
 )
 
 
@@ -383,6 +450,7 @@ def run(stack_file: Path, authz_binary: str | None, keep_log: Path | None = None
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1, []
+    not_run = "no kyverno-authz server (KYVERNO_AUTHZ_BIN unset; see README)"
     with tempfile.TemporaryDirectory(prefix="egress-sandbox-") as tmp:
         try:
             box = Sandbox(cfg, Path(tmp), authz_binary, platform.approvals_in_force, platform.teams)
@@ -396,9 +464,10 @@ def run(stack_file: Path, authz_binary: str | None, keep_log: Path | None = None
             scenarios.unrouted()
             if authz_binary:
                 scenarios.authz()
+                scenarios.approvals_end()
             else:
                 for name in AUTHZ_SCENARIOS:
-                    scenarios.add(name, "-", "no kyverno-authz server (KYVERNO_AUTHZ_BIN unset; see README)", NOT_RUN)
+                    scenarios.add(name, "-", not_run, NOT_RUN)
             scenarios.credentials()
             scenarios.budget()
             scenarios.policy_gone()

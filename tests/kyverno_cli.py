@@ -37,18 +37,21 @@ def envoy_request(
     port: int | None = None,
     context: dict[str, str] | None = None,
     principal: str | None = None,
+    time: str | None = None,
 ) -> dict[str, Any]:
     """An Envoy CheckRequest as protojson (header keys lowercased, as Envoy sends them): the port of
     the listener it arrived on as `destination.address` (what reaches ext_authz at a kgateway Gateway
-    in ambient), the route's `context_extensions`; `principal` only to show it is not read."""
+    in ambient), the route's `context_extensions`; `principal` only to show it is not read; `time` (RFC
+    3339) the request's time, as Envoy sets it (check_request_utils.cc setRequestTime)."""
     attributes: dict[str, Any] = {
         "request": {
+            **({"time": time} if time is not None else {}),
             "http": {
                 "method": method,
                 "host": host,
                 "path": path,
                 "headers": {":authority": host, **{k.lower(): v for k, v in headers.items()}},
-            }
+            },
         }
     }
     if port is not None:

@@ -13,7 +13,7 @@ import pytest
 from components.manifests import destination as builders
 from components.manifests.admission import CLUSTER_POLICY_NAME
 from components.manifests.admission import cluster_policy as admission_cluster_policy
-from components.manifests.rules import check_service_entry
+from components.rules.approval import check_service_entry
 from components.settings import names
 from components.settings.stackfile import load_stack
 

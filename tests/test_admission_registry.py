@@ -20,7 +20,7 @@ import yaml
 
 from components.manifests.admission import registry_configmap, registry_policy
 from components.manifests.stack import stack_objects
-from components.settings import names
+from components.settings import names, versions
 from components.settings.config import StackConfig
 from components.settings.stackfile import load_stack
 from devenv.controlplane import ControlPlane, missing_binaries
@@ -49,7 +49,13 @@ def _team_entries(stack: str) -> list[dict[str, Any]]:
 def api(crds_dir: Path) -> Iterator[KubeApi]:
     with ControlPlane() as plane:
         api = plane.api
-        docs = yaml.safe_load_all((crds_dir / "istio/1.30.3/crd-all.gen.yaml").read_text())
+        # Istio's CRDs, and Gateway API's: the registry policy lists the routes that send to an entry.
+        docs = [
+            d
+            for group in ("networking.istio.io", "gateway.networking.k8s.io")
+            for f in sorted(crds_dir.glob(versions.crd_globs()[group]))
+            for d in yaml.safe_load_all(f.read_text())
+        ]
         install_crds(api, [d for d in docs if d and d.get("kind") == "CustomResourceDefinition"])
         with KyvernoAdmission(plane):
             for ns in [*TEAMS.values(), "rogue"]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from components.settings.stackfile import load_stack
 
 from .conftest import ROOT
 from .kyverno_cli import kyverno_bin
+from .tenant_cases import CASES
+from .test_tenant_cases import attempt, route_policy_for
 
 pytestmark = pytest.mark.skipif(kyverno_bin() is None, reason="needs the Kyverno CLI from scripts/bootstrap.sh")
 
@@ -128,12 +131,28 @@ def _crds(crds_dir: Path, kinds: set[str]) -> list[dict[str, Any]]:
     return out
 
 
-def _write(tmp: Path, policy: dict[str, Any], allowed: list[Any], refused: list[Any], crds_dir: Path) -> Path:
+def _write(
+    tmp: Path,
+    policy: dict[str, Any],
+    allowed: list[Any],
+    refused: list[Any],
+    crds_dir: Path,
+    present: Sequence[Any] = (),
+) -> Path:
+    """A `kyverno test` directory: `policy` must admit `allowed` and refuse `refused`; the CLI's cluster
+    holds the namespaces, the registry, the example teams' ServiceEntries and `present`."""
     namespaces = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in [*TEAMS.values(), "rogue"]
     ]
     registry = registry_configmap(PLATFORM.teams, PLATFORM.approvals)
-    kinds = {o["kind"] for o in [*allowed, *refused]}
+    entries = [e for e in ALLOWED if not any(o is e for o in [*allowed, *refused])]  # under test: there already
+    # Under test, and what the policies list (resource.List needs the kind's CRD in the CLI's cluster).
+    kinds = {o["kind"] for o in [*allowed, *refused]} | {
+        "ServiceEntry",
+        "HTTPRoute",
+        "TrafficPolicy",
+        "GatewayExtension",
+    }
     crds = {f"crd-{c['spec']['names']['plural']}.yaml": [c] for c in _crds(crds_dir, kinds)}
     docs: dict[str, list[Any]] = {
         "policy.yaml": [policy],
@@ -144,8 +163,9 @@ def _write(tmp: Path, policy: dict[str, Any], allowed: list[Any], refused: list[
                 "kind": "ClusterResource",
                 "metadata": {"name": "cluster"},
                 # The CLI maps kinds to resources from these CRDs.
-                # (The resources under test are in the CLI's cluster too: a route finds its TrafficPolicy.)
-                "spec": {"resources": [*namespaces, registry], "crds": sorted(crds)},
+                # (The resources under test are in the CLI's cluster too: a route finds its TrafficPolicy;
+                # the example teams' ServiceEntries are there for the routes that send to them.)
+                "spec": {"resources": [*namespaces, registry, *entries, *present], "crds": sorted(crds)},
             }
         ],
         "values.yaml": [
@@ -216,3 +236,20 @@ def test_a_wrong_expectation_fails_the_run(tmp_path: Path, crds_dir: Path) -> No
     """Negative control: an attack expected to be admitted makes `kyverno test` fail."""
     out = _kyverno_test(_write(tmp_path, registry_policy(), [REFUSED[0]], [], crds_dir))
     assert out.returncode != 0 and "0 tests passed and 1 tests failed" in out.stdout, out.stdout + out.stderr
+
+
+def test_the_engine_refuses_every_tenant_case(tmp_path: Path, crds_dir: Path) -> None:
+    """The tenant cases (tests/tenant_cases.py), each decided by the CLI's engine: a ServiceEntry case by
+    the registry policy, the others by the route policy; a route case with its own TrafficPolicy present."""
+    entries = [attempt(c) for c in CASES if c.kind == "ServiceEntry"]
+    others = [attempt(c) for c in CASES if c.kind != "ServiceEntry"]
+    policies = [tp for c in CASES if (tp := route_policy_for(c)) is not None]
+    for name, policy, refused, present in (
+        ("entries", registry_policy(), entries, []),
+        ("routes", route_policy(), others, policies),
+    ):
+        (tmp_path / name).mkdir()
+        out = _kyverno_test(_write(tmp_path / name, policy, [], refused, crds_dir, present))
+        assert out.returncode == 0 and f"{len(refused)} tests passed and 0 tests failed" in out.stdout, (
+            out.stdout[-6000:] + out.stderr
+        )

@@ -142,3 +142,39 @@ def test_the_port_map_of_500_teams_compiles_and_decides(tmp_path: Path) -> None:
     out = kyverno_cli.run(tmp_path, cases)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Test Summary: 2 tests passed and 0 tests failed" in out.stdout, out.stdout
+
+
+def approval_cases() -> list[Case]:
+    """`egress-approval-in-force` against the registry of Pulumi.dev.yaml: it abstains (skip) while the
+    route's host is approved for the route's namespace, at the request's time, and denies (fail) once the
+    approval has ended, was never there, or the request carries no time."""
+    platform = load_stack(ROOT / "Pulumi.dev.yaml")
+    grants = authz.approval_grants(platform.teams, platform.approvals)
+    payments, (partner, _) = _stack("Pulumi.team-payments.yaml")
+    ctx, ok = _context(payments, partner), {"x-egress-client": "risk-batch", "x-tenant": "payments"}
+    until = grants[payments.namespace][partner.host]  # the end of the approval's last day, UTC
+    last_second, past = until, until.replace(":59Z", ":58Z")
+    after = f"{int(until[:4]) + 1}{until[4:]}"
+    revoked = {ns: {h: e for h, e in hosts.items() if h != partner.host} for ns, hosts in grants.items()}
+    other_ns = {**ctx, authz.CTX_NAMESPACE: "team-research"}
+    policy, without = authz.approval_policy(grants), authz.approval_policy(revoked)
+
+    def req(time: str | None, context: dict[str, str] | None = ctx) -> dict[str, Any]:
+        return envoy_request(partner.host, ok, port=PORT[payments.namespace], context=context, time=time)
+
+    return [
+        Case("approval-in-force", policy, "skip", req(past)),
+        Case("approval-last-second", policy, "skip", req(last_second)),
+        Case("approval-expired", policy, "fail", req(after)),
+        Case("approval-revoked", without, "fail", req(past)),
+        Case("approval-of-another-namespace", policy, "fail", req(past, other_ns)),
+        Case("approval-no-request-time", policy, "fail", req(None)),
+        Case("approval-no-route-context", policy, "skip", req(past, None)),
+    ]
+
+
+def test_ended_approvals_are_denied_by_the_kyverno_engine(tmp_path: Path) -> None:
+    cases = approval_cases()
+    out = kyverno_cli.run(tmp_path, cases)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"Test Summary: {len(cases)} tests passed and 0 tests failed" in out.stdout, out.stdout

@@ -119,9 +119,9 @@ def test_a_broken_policy_cannot_open_the_gate(payments: StackConfig, tmp_path: P
     default deny, alone in its own source, then denies everything, the valid request included.
     No request the destination's rule refuses is ever allowed."""
 
-    def files(owners: Mapping[int, str]) -> list[Obj]:
-        generic, deny = authz.platform_configmaps(owners)
-        return [_broken(generic, BROKEN_POLICIES[kind]), deny]
+    def files(owners: Mapping[int, str], grants: Mapping[str, Mapping[str, str]]) -> list[Obj]:
+        approvals, generic, deny = authz.platform_configmaps(owners, grants)
+        return [approvals, _broken(generic, BROKEN_POLICIES[kind]), deny]
 
     gen = _box(payments, tmp_path, files)
     box = next(gen)
@@ -146,12 +146,12 @@ def test_a_broken_policy_cannot_open_the_gate(payments: StackConfig, tmp_path: P
 
 
 def test_the_generic_policy_replaced_by_a_broken_one_fails_closed(payments: StackConfig, tmp_path: Path) -> None:
-    def files(owners: Mapping[int, str]) -> list[Obj]:
-        generic, deny = authz.platform_configmaps(owners)
+    def files(owners: Mapping[int, str], grants: Mapping[str, Mapping[str, str]]) -> list[Obj]:
+        approvals, generic, deny = authz.platform_configmaps(owners, grants)
         broken = copy.deepcopy(generic)
         (key,) = broken["data"]
         broken["data"][key] = broken["data"][key].replace("variables.fromOwner &&", "variables.fromOwner &&& ")
-        return [broken, deny]
+        return [approvals, broken, deny]
 
     gen = _box(payments, tmp_path, files)
     box = next(gen)

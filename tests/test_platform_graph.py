@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -49,10 +50,12 @@ EXPECTED_DEPS: dict[str, set[str]] = {
     "kgateway-controller": {"kgateway-crds", "gateway-api-standard", "istio-base"},
     "kyverno-release": set(),
     "kyverno-authz-namespace": set(),
+    "kyverno-authz-approval-policy": {"kyverno-authz-namespace"},
     "kyverno-authz-destination-policy": {"kyverno-authz-namespace"},
     "kyverno-authz-default-deny": {"kyverno-authz-namespace"},
     "kyverno-authz-webhook-cert": set(),
     "kyverno-authz-server": {
+        "kyverno-authz-approval-policy",
         "kyverno-authz-destination-policy",
         "kyverno-authz-default-deny",
         "kyverno-authz-webhook-cert",
@@ -96,12 +99,13 @@ EXPECTED_DEPS: dict[str, set[str]] = {
         "egress-admission-validatingpolicy",
         "ollama-container",  # its STATIC endpoint is the container's address
     },
-    # A route waits for its TrafficPolicy: admission admits it only once its authorization exists.
+    # A route waits for its TrafficPolicy and its ServiceEntry: admission admits it only once both exist.
     "team-ml-ollama-httproute": {
         "tenants-ml-namespace",
         "gateway-api-standard",
         "egress-admission-route-policy",
         "team-ml-ollama-trafficpolicy",
+        "team-ml-ollama-serviceentry",
     },
     "team-ml-ollama-gatewayextension": {"tenants-ml-namespace", "kgateway-crds", "egress-admission-route-policy"},
     "team-ml-ollama-trafficpolicy": {"tenants-ml-namespace", "kgateway-crds", "egress-admission-route-policy"},
@@ -250,7 +254,11 @@ def test_charts_images_and_crd_bundle_are_pinned_as_in_the_design() -> pulumi.Ou
         assert chart["values"].get(SECRET_SIG) == SECRET_VALUE
         assert chart["values"]["value"]["config"]["sources"] == {
             "kube": False,
-            "external": [f"file://{names.AUTHZ_POLICY_DIR}", f"file://{authz.DEFAULT_DENY_DIR}"],
+            "external": [
+                f"file://{authz.APPROVAL_DIR}",
+                f"file://{names.AUTHZ_POLICY_DIR}",
+                f"file://{authz.DEFAULT_DENY_DIR}",
+            ],
         }
         assert g.nodes["gateway-api-standard"].inputs["file"] == (
             "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.6.1/standard-install.yaml"
@@ -339,9 +347,13 @@ def test_authz_deployment_gets_one_directory_per_policy_source_default_deny_last
     # The policies' digest on the pod template: a changed policy file (a team added) rolls the server.
     assert patched["spec"]["template"]["metadata"]["annotations"] == {authz.POLICIES_DIGEST_ANNOTATION: "digest-1"}
     pod = patched["spec"]["template"]["spec"]
-    assert [v["configMap"]["name"] for v in pod["volumes"]] == ["egress-authz-policy", "egress-authz-default"]
+    assert [v["configMap"]["name"] for v in pod["volumes"]] == [
+        authz.APPROVAL_CONFIGMAP,
+        "egress-authz-policy",
+        "egress-authz-default",
+    ]
     mounts = [m["mountPath"] for m in pod["containers"][0]["volumeMounts"]]
-    assert mounts == [names.AUTHZ_POLICY_DIR, authz.DEFAULT_DENY_DIR]
+    assert mounts == [authz.APPROVAL_DIR, names.AUTHZ_POLICY_DIR, authz.DEFAULT_DENY_DIR]
     external = authz.chart_values("crt", "key")["config"]["sources"]["external"]
     assert external == [f"file://{d}" for d in mounts]  # the server evaluates sources in flag order
     other = {"kind": "Deployment", "spec": {"template": {"metadata": {"labels": {"app": "webhook"}}}}}
@@ -350,6 +362,31 @@ def test_authz_deployment_gets_one_directory_per_policy_source_default_deny_last
     assert authz.policies_digest(authz.platform_configmaps(one)) != authz.policies_digest(
         authz.platform_configmaps(two)
     )
+    # An approval revoked by security changes the approval policy's file, and so rolls the server too.
+    platform = load_stack(ROOT / "Pulumi.dev.yaml")
+    grants = authz.approval_grants(platform.teams, platform.approvals)
+    revoked = authz.approval_grants(platform.teams, platform.approvals[1:])
+    assert grants != revoked
+    assert authz.policies_digest(authz.platform_configmaps(two, grants)) != authz.policies_digest(
+        authz.platform_configmaps(two, revoked)
+    )
+
+
+def test_approval_grants_are_each_namespaces_own() -> None:
+    """The registry as authorization holds it: each team's namespace maps to the hosts approved for that
+    team, at the end of the approval's last day (UTC), in the policy's CEL literal too."""
+    platform = load_stack(ROOT / "Pulumi.dev.yaml")
+    grants = authz.approval_grants(platform.teams, platform.approvals)
+    assert grants == {
+        "team-ml": {"ollama.external": "2027-06-30T23:59:59Z"},
+        "team-research": {"api.openai.com": "2027-06-30T23:59:59Z"},
+        "team-payments": {
+            "models.partner.example": "2027-03-31T23:59:59Z",
+            "ledger.partner.example": "2027-03-31T23:59:59Z",
+        },
+    }
+    (literal,) = [v["expression"] for v in authz.approval_policy(grants)["spec"]["variables"] if v["name"] == "grants"]
+    assert json.loads(literal) == grants  # the CEL map literal reads as the same map
 
 
 @pytest.mark.parametrize("kind_name", ["egress-dev"])

@@ -265,6 +265,7 @@ def test_pack_is_mandatory_with_every_policy_named() -> None:
     assert pack.ENFORCEMENT_LEVEL.value == "mandatory"
     assert [p.name for p in pack.POLICIES] == [
         "egress-approved-destinations",
+        "egress-produced-fields-only",
         "egress-no-wildcard-hosts",
         "egress-ext-auth-on-every-route",
         "egress-ext-auth-fails-closed",

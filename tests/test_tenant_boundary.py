@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,8 @@ from devenv.kyverno_admission import wait_policy_ready as wait_ready
 
 from .conftest import ROOT
 from .engine import Engine, pulumi_bin
+from .tenant_cases import CASES, Case
+from .test_tenant_cases import attempt, route_policy_for
 
 _NO_CHART = None if (CHARTS_DIR / "kyverno").is_dir() else f"the kyverno chart is not at {CHARTS_DIR / 'kyverno'}"
 _MISSING = missing_binaries() or missing_binary() or _NO_CHART
@@ -125,7 +128,12 @@ def platform_cluster(crds_dir: Path, out: Path, chart: list[dict[str, Any]] | No
 
 @pytest.fixture(scope="module")
 def cluster(crds_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The platform's cluster with a ServiceEntry of team research's in place (created as the team), the
+    backend of the routes the attacks below start from: admission admits a route only to a ServiceEntry
+    of its own host."""
     with platform_cluster(crds_dir, tmp_path_factory.mktemp("identities")) as out:
+        made = create(out, "research", research("ServiceEntry", TARGET))
+        assert made.returncode == 0, made.stderr
         yield out
 
 
@@ -161,9 +169,20 @@ def team_objects(stack: str) -> list[dict[str, Any]]:
     return stack_objects(cfg, TODAY, PLATFORM.approvals).all()
 
 
-def research(kind: str) -> dict[str, Any]:
-    """A copy of one of team research's own (legitimate) objects, to tamper with."""
-    return copy.deepcopy(next(o for o in team_objects("team-research") if o["kind"] == kind))
+TARGET = "attack-target"  # the ServiceEntry the cluster fixture makes; the attack routes send to it
+
+
+def research(kind: str, name: str | None = None) -> dict[str, Any]:
+    """A copy of one of team research's own (legitimate) objects, to tamper with (its route sends to the
+    fixture's ServiceEntry)."""
+    obj = copy.deepcopy(next(o for o in team_objects("team-research") if o["kind"] == kind))
+    if name is not None:
+        obj["metadata"]["name"] = name
+    if kind == "HTTPRoute":
+        for rule in obj["spec"]["rules"]:
+            for backend in rule["backendRefs"]:
+                backend["name"] = TARGET
+    return obj
 
 
 def renamed(obj: dict[str, Any], name: str = "attack") -> dict[str, Any]:
@@ -681,7 +700,7 @@ def test_a_team_stack_that_claims_another_teams_namespace(engine: Engine, cluste
     up = _team_up(engine, cluster, "payments", "team-payments-claim", doc)
     text = up.stdout + up.stderr
     assert up.returncode != 0 and FORBIDDEN in text, text[-3000:]
-    assert cluster.api.list("ServiceEntry", TEAMS["research"]) == []
+    assert [e for e in cluster.api.list("ServiceEntry", TEAMS["research"]) if e["metadata"]["name"] != TARGET] == []
 
 
 def test_fail_open_where_security_approved_it(cluster: Cluster) -> None:
@@ -689,7 +708,8 @@ def test_fail_open_where_security_approved_it(cluster: Cluster) -> None:
     host = "api.openai.com"
     approvals = [a.model_copy(update={"allow_fail_open": a.host == host}) for a in PLATFORM.approvals]
     set_registry(cluster, PLATFORM.teams, approvals)
-    objs = [o for o in team_objects("team-research") if o["kind"] in ("HTTPRoute", "GatewayExtension", "TrafficPolicy")]
+    kinds = ("ServiceEntry", "HTTPRoute", "GatewayExtension", "TrafficPolicy")
+    objs = [o for o in team_objects("team-research") if o["kind"] in kinds]
     try:
         for obj in objs:
             if obj["kind"] == "GatewayExtension":
@@ -810,9 +830,7 @@ def test_budgets_keep_within_what_security_approved(cluster: Cluster) -> None:
         a.model_copy(update={"rate_limit": ceiling if a.host == "api.openai.com" else None}) for a in PLATFORM.approvals
     ]
     set_registry(cluster, PLATFORM.teams, approvals)
-    ns, route = TEAMS["research"], research("HTTPRoute")
-    route["spec"]["rules"][0]["filters"][0]["extensionRef"]["name"] = "within"  # the route's policy here
-    within = renamed(research("TrafficPolicy"), "within")
+    ns, route, within = TEAMS["research"], named_route("within"), named_policy("within")
     within["spec"]["rateLimit"] = {
         "local": {"tokenBucket": {"maxTokens": 20, "tokensPerFill": 1, "fillInterval": "500ms"}}
     }
@@ -821,18 +839,17 @@ def test_budgets_keep_within_what_security_approved(cluster: Cluster) -> None:
         assert create(cluster, "research", within).returncode == 0
         out = create(cluster, "research", route)
         assert out.returncode == 0, out.stderr
-        tp = renamed(research("TrafficPolicy"), "budget")
-        refused(cluster, "research", copy.deepcopy(tp), "must keep within the rate and burst security approved")
-        over = copy.deepcopy(tp)
-        over["spec"]["rateLimit"] = {
-            "local": {"tokenBucket": {"maxTokens": 20, "tokensPerFill": 3, "fillInterval": "1s"}}
-        }
-        refused(cluster, "research", over, "must keep within the rate and burst security approved")
-        bursty = copy.deepcopy(tp)
-        bursty["spec"]["rateLimit"] = {
-            "local": {"tokenBucket": {"maxTokens": 21, "tokensPerFill": 2, "fillInterval": "1s"}}
-        }
-        refused(cluster, "research", bursty, "must keep within the rate and burst security approved")
+        # The tenant then raises its budget, drops it, or bursts past the ceiling: each update is refused.
+        over, bursty, none = (copy.deepcopy(within) for _ in range(3))
+        over["spec"]["rateLimit"]["local"]["tokenBucket"].update(tokensPerFill=3, fillInterval="1s")
+        bursty["spec"]["rateLimit"]["local"]["tokenBucket"].update(maxTokens=21, tokensPerFill=2, fillInterval="1s")
+        del none["spec"]["rateLimit"]
+        for change in (over, bursty, none):
+            out = kubectl(cluster, "research", "replace", "-f", "-", obj=change)
+            assert out.returncode != 0, "admitted"
+            assert "must keep within the rate and burst security approved" in out.stderr, out.stderr
+        kept = cluster.api.get("TrafficPolicy", "within", ns)
+        assert kept is not None and kept["spec"]["rateLimit"] == within["spec"]["rateLimit"]
     finally:
         kubectl(cluster, "research", "delete", "httproute", route["metadata"]["name"], "-n", ns)
         kubectl(cluster, "research", "delete", "trafficpolicy", "within", "-n", ns)
@@ -986,10 +1003,76 @@ def test_without_the_platforms_chart_values_team_routes_are_refused(crds_dir: Pa
         reads = _reads(bare.api)
         assert reads and not any(reads.values()), reads
         objs = team_objects("team-research")
-        entry = next(o for o in objs if o["kind"] == "ServiceEntry")
-        assert create(bare, "research", entry).returncode == 0  # the registry policy reads a ConfigMap: allowed
-        route = next(o for o in objs if o["kind"] == "HTTPRoute")
-        out = create(bare, "research", route)
-        assert out.returncode != 0
-        assert f'User "system:serviceaccount:{KYVERNO_NAMESPACE}:{SERVICE_ACCOUNT}" cannot list resource' in out.stderr
-        assert bare.api.get("HTTPRoute", route["metadata"]["name"], TEAMS["research"]) is None
+        # The registry policy lists the routes that send to an entry, the route policy its ServiceEntries,
+        # TrafficPolicies and extensions: each write is refused.
+        for kind in ("ServiceEntry", "HTTPRoute"):
+            obj = next(o for o in objs if o["kind"] == kind)
+            out = create(bare, "research", obj)
+            assert out.returncode != 0
+            who = f"system:serviceaccount:{KYVERNO_NAMESPACE}:{SERVICE_ACCOUNT}"
+            assert f'User "{who}" cannot list resource' in out.stderr, out.stderr
+            assert bare.api.get(kind, obj["metadata"]["name"], TEAMS["research"]) is None
+
+
+# --- the tenant cases, as data (tests/tenant_cases.py): each refused at admission, as the team ---------
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_a_tenant_case_is_refused_at_admission(cluster: Cluster, case: Case) -> None:
+    """The case's object, written with the team's own identity: refused with a message naming the rule,
+    nothing left. A route case first gets its own (legitimate) TrafficPolicy, as a team stack makes it."""
+    policy = route_policy_for(case)
+    if policy is not None:
+        made = create(cluster, case.team, policy)
+        assert made.returncode == 0, made.stderr
+    try:
+        backend = TARGET if case.team == "research" else None
+        refused(cluster, case.team, attempt(case, backend), case.message)
+    finally:
+        if policy is not None:
+            ns = policy["metadata"]["namespace"]
+            kubectl(cluster, case.team, "delete", "trafficpolicy", policy["metadata"]["name"], "-n", ns)
+
+
+def test_the_audit_lists_what_an_ended_approval_leaves_behind(cluster: Cluster) -> None:
+    """Admitted objects stay when security ends their approval (authorization then denies their
+    requests: `make sandbox`); `make audit` (python -m components.audit, platform access) names each."""
+    objs = [
+        o for o in team_objects("team-research") if o["kind"] in ("ServiceEntry", "HTTPRoute", "BackendConfigPolicy")
+    ]
+    extra = [o for o in team_objects("team-research") if o["kind"] in ("GatewayExtension", "TrafficPolicy")]
+    made = [o for o in team_objects("team-research") if o in objs or o in extra]
+    for obj in made:
+        out = create(cluster, "research", obj)
+        assert out.returncode == 0, out.stderr
+
+    def audit() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "components.audit", "--kubeconfig", str(cluster.plane.kubeconfig)],
+            cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    try:
+        clean = audit()
+        assert clean.returncode == 0 and clean.stdout == "", clean.stdout + clean.stderr
+        expired = [
+            a.model_copy(update={"expires": TODAY - dt.timedelta(days=1)}) if a.host == "api.openai.com" else a
+            for a in PLATFORM.approvals
+        ]
+        for approvals, reason in (
+            ([a for a in PLATFORM.approvals if a.host != "api.openai.com"], "not approved for team research"),
+            (expired, f"expired on {(TODAY - dt.timedelta(days=1)).isoformat()}"),
+        ):
+            path = f"api/v1/namespaces/{names.REGISTRY_NAMESPACE}/configmaps/{names.REGISTRY_CONFIGMAP}"
+            apply(cluster.api, path, admission.registry_configmap(PLATFORM.teams, approvals))
+            got = audit()
+            listed = {line.split("\t")[0] for line in got.stdout.splitlines() if line.endswith(reason)}
+            want = {f"{o['kind']}/{TEAMS['research']}/{o['metadata']['name']}" for o in objs}
+            want.add(f"ServiceEntry/{TEAMS['research']}/{TARGET}")
+            assert got.returncode == 1 and listed == want, got.stdout + got.stderr
+    finally:
+        set_registry(cluster, PLATFORM.teams, PLATFORM.approvals)
+        for obj in reversed(made):
+            kubectl(
+                cluster, "research", "delete", obj["kind"].lower(), obj["metadata"]["name"], "-n", TEAMS["research"]
+            )

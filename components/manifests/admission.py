@@ -6,11 +6,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..rules import allowlist
+from ..rules.approval import ApprovalRule
 from ..settings import names
-from ..settings.config import Approval, TeamEntry, duration_ms
-from .authz import CTX_NAMESPACE
-from .kinds import GATEWAY_API, KGATEWAY_API, Obj
-from .rules import ApprovalRule
+from ..settings.config import MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS, Approval, TeamEntry, duration_ms
+from .authz import CTX_DENY_MESSAGE, CTX_DESTINATION, CTX_HEADER_PREFIX, CTX_HOST, CTX_NAMESPACE
+from .kinds import GATEWAY_API, KGATEWAY_API, SERVICE_ENTRY_API, Obj
 
 CLUSTER_POLICY_NAME = "egress-require-approval"
 
@@ -201,11 +202,29 @@ _REGISTRY_VARIABLES: list[dict[str, str]] = [
 ]
 
 
+def _judged(expression: str) -> str:
+    """Holds for every ServiceEntry admission judges: any in a team's namespace, whatever its location
+    (kgateway builds a cluster for a MESH_INTERNAL entry too), and every external one elsewhere."""
+    return f'(!variables.external && variables.team == "") || ({expression})'
+
+
+def _entry_rule(expression: str, message: str) -> dict[str, str]:
+    """A validation of a ServiceEntry in a team's namespace (other namespaces are the platform's)."""
+    return {"expression": f'variables.team == "" || ({expression})', "message": f"egress endpoints: {message}"}
+
+
 def registry_policy() -> Obj:
-    """Every MESH_EXTERNAL ServiceEntry, in every namespace, is admitted only if the registry the
-    cluster holds approves its hosts and ports for the team that owns the namespace, unexpired, with
-    only the endpoint addresses the approval lists. Labels and annotations are not read."""
+    """Every ServiceEntry in a team's namespace, whatever its location, and every external one
+    elsewhere, is admitted only if the registry the cluster holds approves its host and ports for the
+    team that owns the namespace, unexpired, with only the endpoint addresses the approval lists. In a
+    team's namespace it has the shape the product builds (one host, MESH_EXTERNAL, ports without
+    targetPort, DNS or STATIC resolution, no VIPs or workload selector) and keeps the host of the
+    routes that send to it. Labels and annotations are not read."""
     where = f"{names.REGISTRY_NAMESPACE}/{names.REGISTRY_CONFIGMAP}"
+    routes_to_it = (
+        "variables.routes.filter(r, r.spec.?rules.orValue([]).exists(x, x.?backendRefs.orValue([]).exists(b, "
+        'b.?kind.orValue("") == "ServiceEntry" && b.name == object.metadata.name)))'
+    )
     return {
         "apiVersion": "policies.kyverno.io/v1",
         "kind": "ValidatingPolicy",
@@ -223,33 +242,32 @@ def registry_policy() -> Obj:
                     }
                 ]
             },
-            "matchConditions": [
-                {
-                    "name": "external-only",
-                    "expression": "!has(object.spec.location) || object.spec.location != 'MESH_INTERNAL'",
-                }
-            ],
             "variables": [
                 *_REGISTRY_VARIABLES,
+                {
+                    "name": "external",
+                    "expression": "object.spec.?location.orValue('MESH_EXTERNAL') != 'MESH_INTERNAL'",
+                },
                 {
                     "name": "ports",
                     "expression": "has(object.spec.ports) ? object.spec.ports.map(p, int(p.number)) : []",
                 },
+                {"name": "routes", "expression": _list(GATEWAY_API, "httproutes")},
             ],
             "validations": [
                 {
-                    "expression": "variables.registry != null",
+                    "expression": _judged("variables.registry != null"),
                     "message": f"egress registry: the approval registry {where} is missing; nothing is approved",
                 },
                 {
-                    "expression": 'variables.team != ""',
+                    "expression": _judged('variables.team != ""'),
                     "messageExpression": (
                         "'egress registry: namespace ' + namespaceObject.metadata.name + "
                         "' belongs to no team in the approval registry'"
                     ),
                 },
                 {
-                    "expression": (
+                    "expression": _judged(
                         "object.spec.hosts.all(h, variables.ports.all(p, variables.approvals.exists(a, "
                         "a.host == h && a.ports.exists(q, int(q) == p))))"
                     ),
@@ -260,12 +278,32 @@ def registry_policy() -> Obj:
                     ),
                 },
                 {
-                    "expression": (
-                        "!has(object.spec.endpoints) || object.spec.endpoints.all(e, variables.approvals.exists(a, "
-                        "a.host in object.spec.hosts && has(a.addresses) && e.address in a.addresses))"
+                    "expression": _judged(
+                        "!has(object.spec.endpoints) || object.spec.endpoints.all(e, has(e.address) && "
+                        "variables.approvals.exists(a, a.host in object.spec.hosts && has(a.addresses) && "
+                        "e.address in a.addresses))"
                     ),
                     "message": "egress registry: endpoint addresses must be the ones the approval lists",
                 },
+                _entry_rule(
+                    'variables.external && object.spec.?location.orValue("") == "MESH_EXTERNAL"',
+                    "a ServiceEntry in a team namespace is location: MESH_EXTERNAL (kgateway sends to a "
+                    "MESH_INTERNAL entry just the same, and no approval covers it)",
+                ),
+                _entry_rule(
+                    "object.spec.hosts.size() == 1 && variables.ports.size() > 0",
+                    "a ServiceEntry in a team namespace names one host and at least one port",
+                ),
+                _entry_rule(
+                    'object.spec.?resolution.orValue("") in ["DNS", "STATIC"] && '
+                    '(!has(object.spec.endpoints) || object.spec.resolution == "STATIC")',
+                    "resolution is DNS (of the approved host) or STATIC (endpoints the approval lists)",
+                ),
+                _entry_rule(
+                    f"{routes_to_it}.all(r, r.spec.?hostnames.orValue([]) == object.spec.hosts)",
+                    "a ServiceEntry that a route sends to keeps the route's host",
+                ),
+                *(_entry_rule(cel, message) for cel, message in allowlist.cel_validations("ServiceEntry")),
             ],
         },
     }
@@ -284,6 +322,7 @@ _POLICY_FILTER = (
 # makes those calls as its own ServiceAccount, whose chart ClusterRoles cover core objects and Kyverno's
 # own only. kyverno_read_rules() grants them; a list not named here fails as a CEL error, and the write is refused.
 POLICY_LISTS: tuple[tuple[str, str], ...] = (
+    (SERVICE_ENTRY_API, "serviceentries"),
     (GATEWAY_API, "httproutes"),
     (KGATEWAY_API, "trafficpolicies"),
     (KGATEWAY_API, "gatewayextensions"),
@@ -339,6 +378,103 @@ def _rule(kind: str, expression: str, message: str) -> dict[str, str]:
         "expression": f'object.kind != "{kind}" || variables.team == "" || ({expression})',
         "messageExpression": f"'egress routes: ' + {message}",
     }
+
+
+# Headers a policy may never set: they choose the site an upstream (a CDN, say) serves (domain fronting).
+_HOST_HEADERS = ("host", ":authority", "x-forwarded-host", "forwarded")
+_CONTEXT_KEYS = (CTX_DESTINATION, CTX_NAMESPACE, CTX_HOST, CTX_DENY_MESSAGE)
+
+
+def _exact_shape_rules(route_policies: str) -> list[dict[str, str]]:
+    """The values the product writes, where a value decides what is reached: each route has one parent,
+    one host, one TrafficPolicy of its own name and a ServiceEntry of its own host as backend; policies
+    are bounded and name the host they guard; TLS verifies that host. `route_policies`: CEL of the
+    TrafficPolicies that target the route under admission."""
+    hostnames = "object.spec.?hostnames.orValue([])"
+    ctx = "object.spec.?extAuth.?contextExtensions.orValue({})"
+    tls = "object.spec.?tls.orValue({})"
+    bcp_host = 'object.spec.?targetRefs.orValue([{"name": ""}])[0].name'
+    return [
+        _rule(
+            "HTTPRoute",
+            f"object.spec.?parentRefs.orValue([]).size() == 1 && {hostnames}.size() == 1",
+            "'a route in a team namespace has one parent (its team\\'s own listener) and one hostname'",
+        ),
+        _rule(
+            "HTTPRoute",
+            'object.spec.?rules.orValue([]).all(r, r.?filters.orValue([]).all(f, f.type == "ExtensionRef" && '
+            f"{_POLICY_FILTER} && f.extensionRef.name == object.metadata.name))",
+            "'a route rule\\'s only filter names the route\\'s own TrafficPolicy (of the route\\'s name): no "
+            "URLRewrite, header modifier, redirect or mirror rewrites what the approved host receives'",
+        ),
+        _rule(
+            "HTTPRoute",
+            "object.spec.?rules.orValue([]).all(r, r.?backendRefs.orValue([]).size() > 0 && r.backendRefs.all(b, "
+            "variables.entries.exists(e, e.metadata.name == b.name && e.spec.?hosts.orValue([]) == "
+            f"{hostnames} && e.spec.?ports.orValue([]).exists(p, int(p.number) == int(b.?port.orValue(0))))))",
+            "'a route sends only to a ServiceEntry of its namespace with the route\\'s own host and port "
+            "(create the ServiceEntry first)'",
+        ),
+        _rule(
+            "HTTPRoute",
+            f"{route_policies}.filter(tp, tp.metadata.name == object.metadata.name).all(tp, "
+            f'tp.spec.?extAuth.?contextExtensions.orValue({{}})[?"{CTX_HOST}"].orValue("") in {hostnames})',
+            f"'the route\\'s TrafficPolicy names another host in extAuth.contextExtensions.{CTX_HOST}'",
+        ),
+        _rule(
+            "TrafficPolicy",
+            "object.spec.?targetRefs.orValue([]).size() == 1 && object.spec.targetRefs.all(t, "
+            't.group == "gateway.networking.k8s.io" && t.kind == "HTTPRoute" && t.name == object.metadata.name)',
+            "'a TrafficPolicy in a team namespace targets one HTTPRoute, the one of its own name (no budget "
+            "shared over routes, no retargeting)'",
+        ),
+        _rule(
+            "TrafficPolicy",
+            f'duration(object.spec.?timeouts.?request.orValue("0s")) > duration("0s") && '
+            f'duration(object.spec.timeouts.request) <= duration("{MAX_TIMEOUT_MS}ms") && '
+            "(!has(object.spec.retry) || (int(object.spec.retry.?attempts.orValue(1)) <= "
+            f'{MAX_RETRY_ATTEMPTS} && duration(object.spec.retry.?perTryTimeout.orValue("0s")) > duration("0s") '
+            "&& duration(object.spec.retry.perTryTimeout) < duration(object.spec.timeouts.request)))",
+            f"'timeouts.request is set and at most {MAX_TIMEOUT_MS // 60_000}m; retry.attempts at most "
+            f"{MAX_RETRY_ATTEMPTS}, retry.perTryTimeout set and below timeouts.request'",
+        ),
+        _rule(
+            "TrafficPolicy",
+            f'{ctx}.all(k, k in {json.dumps(list(_CONTEXT_KEYS))} || k.startsWith("{CTX_HEADER_PREFIX}")) && '
+            f'{ctx}[?"{CTX_DESTINATION}"].orValue("").startsWith(variables.team + "/") && '
+            f'variables.approvals.exists(a, a.host == {ctx}[?"{CTX_HOST}"].orValue(""))',
+            f"'extAuth.contextExtensions names this team\\'s own destination ({CTX_DESTINATION}: <team>/<name>) "
+            f"and a host approved for it ({CTX_HOST}), and nothing the platform\\'s authorization does not read' + "
+            "' (team ' + variables.team + ')'",
+        ),
+        _rule(
+            "TrafficPolicy",
+            "object.spec.?headerModifiers.?request.?set.orValue([]).all(m, "
+            f'!(m.name.lowerAscii() in {json.dumps(list(_HOST_HEADERS))}) && !m.name.startsWith(":"))',
+            "'a TrafficPolicy never sets Host, :authority or forwarding headers: they choose the site the "
+            "approved upstream serves'",
+        ),
+        _rule(
+            "GatewayExtension",
+            'object.spec.?type.orValue("") == "ExtAuth"',
+            "'an extension in a team namespace is of type ExtAuth'",
+        ),
+        _rule(
+            "BackendConfigPolicy",
+            "object.spec.?targetRefs.orValue([]).size() == 1 && object.spec.targetRefs.all(t, "
+            't.group == "networking.istio.io" && t.kind == "Hostname" && '
+            "variables.approvals.exists(a, a.host == t.name))",
+            "'a BackendConfigPolicy targets one Hostname, a host approved for its team' + "
+            "' (team ' + variables.team + ')'",
+        ),
+        _rule(
+            "BackendConfigPolicy",
+            f'{tls}[?"sni"].orValue("") == {bcp_host} && {tls}[?"verifySubjectAltNames"].orValue([]) == '
+            f'[{bcp_host}] && {tls}[?"wellKnownCACertificates"].orValue("") == "System"',
+            "'TLS to an approved host sends that host as SNI and verifies that it, and only it, is named in "
+            "the certificate (sni, verifySubjectAltNames), from the system CAs'",
+        ),
+    ]
 
 
 def route_policy() -> Obj:
@@ -405,6 +541,7 @@ def route_policy() -> Obj:
                 },
                 {"name": "routes", "expression": _list(GATEWAY_API, "httproutes")},
                 {"name": "policies", "expression": _list(KGATEWAY_API, "trafficpolicies")},
+                {"name": "entries", "expression": _list(SERVICE_ENTRY_API, "serviceentries")},
                 {
                     "name": "openExtensions",
                     "expression": _list(KGATEWAY_API, "gatewayextensions")
@@ -553,6 +690,12 @@ def route_policy() -> Obj:
                     "!has(object.spec.tls) || !has(object.spec.tls.secretRef)",
                     "'a BackendConfigPolicy in a team namespace names no Secret (tls.secretRef): the gateway would "
                     "present a key the team may not read'",
+                ),
+                *_exact_shape_rules(route_policies),
+                *(
+                    _rule(kind, cel, "'" + message + "'")
+                    for kind in ("HTTPRoute", "TrafficPolicy", "GatewayExtension", "BackendConfigPolicy")
+                    for cel, message in allowlist.cel_validations(kind)
                 ),
             ],
         },

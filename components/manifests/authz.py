@@ -56,6 +56,8 @@ def route_context(team: Team, dest: Destination) -> dict[str, str]:
 
 
 # --- the policies --------------------------------------------------------------------------------
+APPROVAL_POLICY = "egress-approval-in-force"
+APPROVAL_POLICY_FILE = f"{APPROVAL_POLICY}.yaml"
 DESTINATION_POLICY = "egress-destination-access"
 DESTINATION_POLICY_FILE = f"{DESTINATION_POLICY}.yaml"
 
@@ -154,6 +156,77 @@ def destination_policy(owners: Mapping[int, str]) -> Obj:
     }
 
 
+ENDED_MESSAGE = "egress: the approval of this host for this team has ended (revoked or expired)"
+
+
+def approval_grants(teams: Sequence[TeamEntry], approvals: Sequence[Any]) -> dict[str, dict[str, str]]:
+    """The registry as authorization reads it: team namespace -> approved host -> the approval's expiry
+    instant, the end of its last day (UTC; the latest, where several approvals cover the host)."""
+    grants: dict[str, dict[str, str]] = {}
+    for t in teams:
+        for a in approvals:
+            if t.name in a.teams:
+                end = f"{a.expires.isoformat()}T23:59:59Z"
+                hosts = grants.setdefault(t.namespace, {})
+                hosts[a.host] = max(hosts.get(a.host, end), end)
+    return grants
+
+
+def _grants_literal(grants: Mapping[str, Mapping[str, str]]) -> str:
+    """namespace -> host -> instant as a CEL map literal (names and hosts are DNS names: _cel checks)."""
+
+    def hosts(ns: str) -> str:
+        return "{" + ", ".join(f"{_cel(h)}: {_cel(e)}" for h, e in sorted(grants[ns].items())) + "}"
+
+    return "{" + ", ".join(f"{_cel(ns)}: {hosts(ns)}" for ns in sorted(grants)) + "}"
+
+
+def approval_policy(grants: Mapping[str, Mapping[str, str]]) -> Obj:
+    """Denies a request on an egress route unless the registry (`grants`, approval_grants) holds an
+    approval of the route's host for the route's namespace whose expiry instant has not passed at the
+    time Envoy received the request (`request.time`: check_request_utils.cc setRequestTime); otherwise
+    it abstains (null) and the destination policy decides. An expiry stops traffic at its instant; a
+    revocation with the platform's next `pulumi up`, which changes this policy's file and so, by the
+    policies' digest on the server's pod template, rolls the server (it reads its files once). A request
+    without a time is denied. The grants are data of the policy, not a read per request: kyverno-authz's
+    `resource.Get` is an API server GET per Check, with no cache (docs/authz-server.md)."""
+    ctx = "object.attributes.context_extensions"
+    return {
+        "apiVersion": AUTHZ_POLICY_API,
+        "kind": "ValidatingPolicy",
+        "metadata": {"name": APPROVAL_POLICY, "labels": names.labels()},
+        "spec": {
+            "failurePolicy": "Fail",
+            "evaluation": {"mode": "Envoy"},
+            "matchConditions": [{"name": "egress-route", "expression": f"{_cel(CTX_DESTINATION)} in {ctx}"}],
+            "variables": [
+                {"name": "grants", "expression": _grants_literal(grants)},
+                {
+                    "name": "until",
+                    "expression": (
+                        f"variables.grants[?{ctx}[?{_cel(CTX_NAMESPACE)}].orValue({_cel('')})].orValue({{}})"
+                        f"[?{ctx}[?{_cel(CTX_HOST)}].orValue({_cel('')})].orValue({_cel('')})"
+                    ),
+                },
+                {
+                    "name": "inForce",
+                    "expression": (
+                        f"has(object.attributes.request.time) && variables.until != {_cel('')} && "
+                        "timestamp(variables.until) >= object.attributes.request.time"
+                    ),
+                },
+            ],
+            "validations": [
+                {
+                    "expression": (
+                        f"variables.inForce ? null : envoy.Denied(403).WithBody({_cel(ENDED_MESSAGE)}).Response()"
+                    )
+                }
+            ],
+        },
+    }
+
+
 def default_deny_policy() -> Obj:
     """Catch-all deny, in the last source: the authz server allows a request no policy decides."""
     return {
@@ -174,6 +247,8 @@ def policy_file(policy: Obj) -> str:
 
 
 # --- ConfigMaps, mounts and chart values ---------------------------------------------------------
+APPROVAL_CONFIGMAP = names.authz_configmap("approvals")
+APPROVAL_DIR = "/etc/egress-authz/approvals"
 DESTINATION_CONFIGMAP = "egress-authz-policy"
 DEFAULT_DENY_CONFIGMAP = names.authz_configmap("default")
 DEFAULT_DENY_DIR = "/etc/egress-authz/default-deny"
@@ -188,6 +263,10 @@ def _configmap(name: str, file_name: str, policy: Obj) -> Obj:
     }
 
 
+def approval_configmap(grants: Mapping[str, Mapping[str, str]]) -> Obj:
+    return _configmap(APPROVAL_CONFIGMAP, APPROVAL_POLICY_FILE, approval_policy(grants))
+
+
 def destination_configmap(owners: Mapping[int, str]) -> Obj:
     return _configmap(DESTINATION_CONFIGMAP, DESTINATION_POLICY_FILE, destination_policy(owners))
 
@@ -196,10 +275,11 @@ def default_deny_configmap() -> Obj:
     return _configmap(DEFAULT_DENY_CONFIGMAP, names.DEFAULT_DENY_FILE, default_deny_policy())
 
 
-def platform_configmaps(owners: Mapping[int, str]) -> list[Obj]:
-    """The platform's policy ConfigMaps, in source order (the default deny last). `owners`: each team
-    listener's port -> its namespace (listener_owners)."""
-    return [destination_configmap(owners), default_deny_configmap()]
+def platform_configmaps(owners: Mapping[int, str], grants: Mapping[str, Mapping[str, str]] | None = None) -> list[Obj]:
+    """The platform's policy ConfigMaps, in source order: the approvals in force first (it only denies),
+    the destination policy, the default deny last. `owners`: each team listener's port -> its namespace
+    (listener_owners); `grants`: the approvals (approval_grants; none: every egress route is denied)."""
+    return [approval_configmap(grants or {}), destination_configmap(owners), default_deny_configmap()]
 
 
 def policies_digest(configmaps: Sequence[Obj]) -> str:
@@ -230,6 +310,7 @@ class PolicySource:
 # to load drops only its own source, and the server's order within a source is not defined (see
 # docs/authz-server.md); the default deny comes last.
 POLICY_SOURCES: tuple[PolicySource, ...] = (
+    PolicySource("approval-policy", APPROVAL_CONFIGMAP, APPROVAL_DIR),
     PolicySource("destination-policy", DESTINATION_CONFIGMAP, names.AUTHZ_POLICY_DIR),
     PolicySource("default-deny", DEFAULT_DENY_CONFIGMAP, DEFAULT_DENY_DIR),
 )

@@ -44,7 +44,7 @@ class StackObjects:
     """Everything a stack creates directly (Helm charts' contents and the Gateway API bundle aside)."""
 
     gateway: list[Obj] = field(default_factory=list)  # platform: the shared egress gateway
-    authz: list[Obj] = field(default_factory=list)  # platform: the authz policies (generic, default deny)
+    authz: list[Obj] = field(default_factory=list)  # platform: the authz policies (approvals, generic, default deny)
     # platform: the label ClusterPolicy, the registry ValidatingPolicies, and the registry they read
     admission: list[Obj] = field(default_factory=list)
     # platform: the namespaces of team identities and credentials, then per team its namespace, guard,
@@ -112,7 +112,9 @@ def stack_objects(
         return StackObjects(team=team)
     return StackObjects(
         gateway=gateway.gateway_objects(cfg.teams),
-        authz=authz.platform_configmaps(authz.listener_owners(cfg.teams)),
+        authz=authz.platform_configmaps(
+            authz.listener_owners(cfg.teams), authz.approval_grants(cfg.teams, cfg.approvals_in_force)
+        ),
         admission=[
             admission.cluster_policy(),
             admission.registry_policy(),

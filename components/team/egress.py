@@ -64,8 +64,9 @@ class EgressPath(pulumi.ComponentResource):
             metadata = None
             if late is not None and kind in REGISTRY_DEPENDENT_KINDS:
                 metadata = _late_metadata(late, args.destination, i)
-            # A route waits for its TrafficPolicy (and so is deleted before it): admission requires it.
-            after = [self.resources["TrafficPolicy"]] if kind == "HTTPRoute" else []
+            # A route waits for its TrafficPolicy and its ServiceEntry (and so is deleted before them):
+            # admission admits a route only once both exist.
+            after = [self.resources["TrafficPolicy"], self.resources["ServiceEntry"]] if kind == "HTTPRoute" else []
             self.resources[kind] = resources.create(
                 resources.child_name(name, o), o, _opts(self, kind, args.needs, *after), metadata
             )

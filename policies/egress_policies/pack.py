@@ -16,7 +16,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from components.manifests import rules
+from components.rules import allowlist, approval, budgets, fail_open, routes
+from components.rules.bounds import check_retries_and_timeouts
 from components.settings import names, versions
 from components.settings.config import MAX_RETRY_ATTEMPTS
 
@@ -27,6 +28,8 @@ SERVICE_ENTRY = ("kubernetes:networking.istio.io/", ":ServiceEntry")
 HTTP_ROUTE = ("kubernetes:gateway.networking.k8s.io/", ":HTTPRoute")
 TRAFFIC_POLICY = ("kubernetes:gateway.kgateway.dev/", ":TrafficPolicy")
 GATEWAY_EXTENSION = ("kubernetes:gateway.kgateway.dev/", ":GatewayExtension")
+BACKEND_CONFIG_POLICY = ("kubernetes:gateway.kgateway.dev/", ":BackendConfigPolicy")
+TEAM_KINDS = (SERVICE_ENTRY, HTTP_ROUTE, TRAFFIC_POLICY, GATEWAY_EXTENSION, BACKEND_CONFIG_POLICY)
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 HELM_CHART = "kubernetes:helm.sh/v4:Chart"
@@ -47,8 +50,8 @@ def _today(cfg: Mapping[str, Any]) -> dt.date:
     return dt.date.fromisoformat(value) if value else dt.date.today()
 
 
-def _approval_rule(cfg: Mapping[str, Any]) -> rules.ApprovalRule:
-    return rules.ApprovalRule(
+def _approval_rule(cfg: Mapping[str, Any]) -> approval.ApprovalRule:
+    return approval.ApprovalRule(
         label=cfg.get("approvalLabel", names.APPROVED_LABEL), value=cfg.get("approvalValue", names.APPROVED_VALUE)
     )
 
@@ -57,7 +60,7 @@ def approved_service_entries(args: ResourceValidationArgs, report: ReportViolati
     if not _is(args.resource_type, SERVICE_ENTRY):
         return
     cfg = _config(args)
-    for problem in rules.check_service_entry(args.props, _today(cfg), _approval_rule(cfg)):
+    for problem in approval.check_service_entry(args.props, _today(cfg), _approval_rule(cfg)):
         report(problem, None)
 
 
@@ -69,8 +72,16 @@ def no_wildcard_hosts(args: ResourceValidationArgs, report: ReportViolation) -> 
         hosts = spec.get("hostnames") or []
     else:
         return
-    for host in rules.wildcard_hosts(hosts):
+    for host in approval.wildcard_hosts(hosts):
         report(f"wildcard host '{host}' is not allowed; name each external host", None)
+
+
+def produced_fields_only(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """The kinds a team writes carry only the fields the product produces (rules/allowlist.py)."""
+    if not any(_is(args.resource_type, k) for k in TEAM_KINDS):
+        return
+    for problem in allowlist.check(args.props):
+        report(problem, None)
 
 
 def ext_auth_on_every_route(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -80,14 +91,14 @@ def ext_auth_on_every_route(args: StackValidationArgs, report: ReportViolation) 
         if _is(r.resource_type, TRAFFIC_POLICY):
             spec = r.props.get("spec") or {}
             ns = (r.props.get("metadata") or {}).get("namespace", "")
-            if rules.has_ext_auth(spec):
-                covered.update((ns, name) for name in rules.route_targets(spec))
+            if routes.has_ext_auth(spec):
+                covered.update((ns, name) for name in routes.route_targets(spec))
     for r in args.resources:
         if not _is(r.resource_type, HTTP_ROUTE):
             continue
         meta = r.props.get("metadata") or {}
         if (
-            rules.routes_to_service_entry(r.props.get("spec") or {})
+            routes.routes_to_service_entry(r.props.get("spec") or {})
             and (meta.get("namespace", ""), meta.get("name")) not in covered
         ):
             report(
@@ -99,7 +110,7 @@ def fail_closed_ext_auth(args: StackValidationArgs, report: ReportViolation) -> 
     """An extension fails open only where the approval of every host it guards allows it."""
     kinds = (SERVICE_ENTRY, HTTP_ROUTE, TRAFFIC_POLICY, GATEWAY_EXTENSION)
     objs = [r.props for r in args.resources if any(_is(r.resource_type, k) for k in kinds)]
-    for problem in rules.unapproved_fail_open(objs):
+    for problem in fail_open.unapproved_fail_open(objs):
         report(problem, None)
 
 
@@ -107,7 +118,7 @@ def budgets_within_approvals(args: StackValidationArgs, report: ReportViolation)
     """A destination whose approval sets a ceiling carries a budget within it."""
     kinds = (SERVICE_ENTRY, HTTP_ROUTE, TRAFFIC_POLICY)
     objs = [r.props for r in args.resources if any(_is(r.resource_type, k) for k in kinds)]
-    for problem in rules.budgets_over_ceilings(objs):
+    for problem in budgets.budgets_over_ceilings(objs):
         report(problem, None)
 
 
@@ -130,10 +141,10 @@ def fail_closed_authz_policies(args: ResourceValidationArgs, report: ReportViola
 def bounded_retries_and_timeouts(args: ResourceValidationArgs, report: ReportViolation) -> None:
     """A destination's route policy (one that attaches to HTTPRoutes); the gateway-wide default
     authorization policy sends nothing upstream, so it has no retries or timeouts to bound."""
-    if not _is(args.resource_type, TRAFFIC_POLICY) or not rules.route_targets(args.props.get("spec") or {}):
+    if not _is(args.resource_type, TRAFFIC_POLICY) or not routes.route_targets(args.props.get("spec") or {}):
         return
     limit = int(_config(args).get("maxRetryAttempts", MAX_RETRY_ATTEMPTS))
-    for problem in rules.check_retries_and_timeouts(args.props.get("spec") or {}, limit):
+    for problem in check_retries_and_timeouts(args.props.get("spec") or {}, limit):
         report(problem, None)
 
 
@@ -170,6 +181,11 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         "Every MESH_EXTERNAL ServiceEntry carries the approval label and unexpired approval annotations.",
         approved_service_entries,
         {"approvalLabel": {"type": "string"}, "approvalValue": {"type": "string"}, "evaluationDate": _DATE},
+    ),
+    _resource(
+        "egress-produced-fields-only",
+        "ServiceEntries, routes and kgateway policies carry only the fields the platform produces.",
+        produced_fields_only,
     ),
     _resource("egress-no-wildcard-hosts", "External hosts and route hostnames are never wildcards.", no_wildcard_hosts),
     StackValidationPolicy(
