@@ -1,4 +1,6 @@
-"""Approval: an external ServiceEntry carries an unexpired approval from the registry; no wildcard hosts."""
+"""Approval: what a team reaches is approved for it in the platform's registry, unexpired; no wildcard
+hosts. At admission from the registry the cluster holds (never labels); at preview from the marks the
+program writes from the same registry."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..settings import names
+from .cel import HOSTNAMES, ON_GATEWAY, TEAM, judged_entry, team_object
 
 
 @dataclass(frozen=True)
@@ -57,3 +60,35 @@ def check_service_entry(obj: Mapping[str, Any], today: dt.date, rule: ApprovalRu
 
 def wildcard_hosts(hosts: Iterable[str]) -> list[str]:
     return [h for h in hosts if "*" in h]
+
+
+# --- admission ---------------------------------------------------------------------------------------
+RULE = "approval"
+_WHERE = f"{names.REGISTRY_NAMESPACE}/{names.REGISTRY_CONFIGMAP}"
+
+REGISTRY_PRESENT = judged_entry(
+    RULE,
+    "variables.registry != null",
+    f"the approval registry {_WHERE} is missing; nothing is approved",
+)
+NAMESPACE_OF_A_TEAM = judged_entry(
+    RULE,
+    'variables.team != ""',
+    message_expression="'namespace ' + namespaceObject.metadata.name + ' belongs to no team in the approval registry'",
+)
+ENTRY_APPROVED = judged_entry(
+    RULE,
+    "object.spec.hosts.all(h, variables.ports.all(p, variables.approvals.exists(a, "
+    "a.host == h && a.ports.exists(q, int(q) == p))))",
+    message_expression=(
+        "object.spec.hosts.join(',') + ' on ports ' + variables.ports.map(p, string(p)).join(',') + "
+        "' is not approved (or has expired) for team ' + variables.team"
+    ),
+)
+ROUTE_HOSTS_APPROVED = team_object(
+    RULE,
+    "HTTPRoute",
+    f"!({ON_GATEWAY}) || (object.spec.?hostnames.orValue([]).size() > 0 && "
+    "object.spec.hostnames.all(h, variables.approvals.exists(a, a.host == h)))",
+    f"'a route on the egress gateway names only hosts approved for its team; got ' + {HOSTNAMES}.join(',') + {TEAM}",
+)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..settings.config import DURATION, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS, duration_ms
+from .cel import team_object
 
 
 def check_retries_and_timeouts(spec: Mapping[str, Any], max_attempts: int = MAX_RETRY_ATTEMPTS) -> list[str]:
@@ -29,3 +30,19 @@ def check_retries_and_timeouts(spec: Mapping[str, Any], max_attempts: int = MAX_
         elif request and DURATION.match(str(request)) and duration_ms(per_try) >= duration_ms(request):
             problems.append(f"retry.perTryTimeout {per_try} must be below timeouts.request {request}")
     return problems
+
+
+# --- admission ---------------------------------------------------------------------------------------
+RULE = "bounds"
+
+RETRIES_AND_TIMEOUTS = team_object(
+    RULE,
+    "TrafficPolicy",
+    f'duration(object.spec.?timeouts.?request.orValue("0s")) > duration("0s") && '
+    f'duration(object.spec.timeouts.request) <= duration("{MAX_TIMEOUT_MS}ms") && '
+    "(!has(object.spec.retry) || (int(object.spec.retry.?attempts.orValue(1)) <= "
+    f'{MAX_RETRY_ATTEMPTS} && duration(object.spec.retry.?perTryTimeout.orValue("0s")) > duration("0s") '
+    "&& duration(object.spec.retry.perTryTimeout) < duration(object.spec.timeouts.request)))",
+    f"'timeouts.request is set and at most {MAX_TIMEOUT_MS // 60_000}m; retry.attempts at most "
+    f"{MAX_RETRY_ATTEMPTS}, retry.perTryTimeout set and below timeouts.request'",
+)

@@ -1,4 +1,5 @@
-"""Budgets: where an approval caps a host's rate, the route's token bucket keeps within it."""
+"""Budgets: where an approval caps a host's rate, the route's token bucket keeps within it. At
+admission from the registry the cluster holds; at preview from the marks the program writes from it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from ..settings import names
 from ..settings.config import DURATION, duration_ms
+from .cel import HOSTNAMES, ROUTE_POLICIES, TEAM, team_object
 from .graph import index, routed_entries
 
 
@@ -37,3 +39,37 @@ def budgets_over_ceilings(objs: Iterable[Mapping[str, Any]]) -> list[str]:
                     f"at most {requests}/{per} (burst {burst})"
                 )
     return problems
+
+
+# --- admission ---------------------------------------------------------------------------------------
+RULE = "budgets"
+
+
+def _within_ceilings(policy: str, hosts: str) -> str:
+    """The TrafficPolicy `policy` keeps within every ceiling the approvals of `hosts` set: it has a
+    token bucket, no faster (tokensPerFill / fillInterval, compared as integers) and no burstier."""
+    bucket = f"{policy}.spec.?rateLimit.?local.?tokenBucket"
+    return (
+        f"{hosts}.all(h, variables.approvals.filter(a, a.host == h && has(a.rateLimit)).all(a, "
+        f"{bucket}.hasValue() && "
+        f"int({bucket}.value().?tokensPerFill.orValue(1)) * int(a.rateLimit.perMs) <= "
+        f"int(a.rateLimit.requests) * duration({bucket}.value().fillInterval).getMilliseconds() && "
+        f"int({bucket}.value().maxTokens) <= int(a.rateLimit.burst)))"
+    )
+
+
+ROUTE_WITHIN_CEILINGS = team_object(
+    RULE,
+    "HTTPRoute",
+    f"{ROUTE_POLICIES}.all(tp, " + _within_ceilings("tp", HOSTNAMES) + ")",
+    f"'a TrafficPolicy on this route exceeds the rate or burst security approved for ' + {HOSTNAMES}.join(',') + "
+    + TEAM,
+)
+POLICY_WITHIN_CEILINGS = team_object(
+    RULE,
+    "TrafficPolicy",
+    "object.spec.?targetRefs.orValue([]).all(t, variables.routes.filter(r, r.metadata.name == t.name)"
+    ".all(r, " + _within_ceilings("object", "r.spec.?hostnames.orValue([])") + "))",
+    "'its budget (rateLimit.local.tokenBucket) must keep within the rate and burst security "
+    "approved for the routed hosts' + " + TEAM,
+)

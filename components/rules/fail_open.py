@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..settings import names
+from .cel import HOSTNAMES, ROUTE_POLICIES, TEAM, team_object
 from .graph import index, routed_entries
 
 
@@ -39,3 +40,39 @@ def unapproved_fail_open(objs: Iterable[Mapping[str, Any]]) -> list[str]:
                 f"(security sets allowFailOpen on the approval)"
             )
     return problems
+
+
+# --- admission ---------------------------------------------------------------------------------------
+RULE = "fail-open"
+_EXT_NAME = 'object.spec.?extAuth.?extensionRef.?name.orValue("")'
+
+
+def _fail_open_hosts(routes: str) -> str:
+    """Every hostname of the routes named by `routes` (a list of targetRefs) may fail open."""
+    return (
+        f"{routes}.all(t, variables.routes.filter(r, r.metadata.name == t.name)"
+        ".all(r, r.spec.?hostnames.orValue([]).all(h, h in variables.failOpenHosts)))"
+    )
+
+
+ROUTE = team_object(
+    RULE,
+    "HTTPRoute",
+    f"!{ROUTE_POLICIES}.exists(tp, tp.spec.?extAuth.?extensionRef.?name.orValue('') in "
+    f"variables.openExtensions) || {HOSTNAMES}.all(h, h in variables.failOpenHosts)",
+    f"'its authorization fails open, which the approval of ' + {HOSTNAMES}.join(',') + ' does not allow' + {TEAM}",
+)
+POLICY = team_object(
+    RULE,
+    "TrafficPolicy",
+    f"!({_EXT_NAME} in variables.openExtensions) || " + _fail_open_hosts("object.spec.?targetRefs.orValue([])"),
+    f"'extension ' + {_EXT_NAME} + ' fails open, which the approval of the routed hosts does not allow' + {TEAM}",
+)
+EXTENSION = team_object(
+    RULE,
+    "GatewayExtension",
+    "!object.spec.?extAuth.?failOpen.orValue(false) || (variables.failOpenHosts.size() > 0 && "
+    'variables.policies.filter(tp, tp.spec.?extAuth.?extensionRef.?name.orValue("") == '
+    "object.metadata.name).all(tp, " + _fail_open_hosts("tp.spec.?targetRefs.orValue([])") + "))",
+    f"'failOpen: true needs an approval that allows it for every host it guards' + {TEAM}",
+)
