@@ -35,6 +35,11 @@ ACTIONLINT_VERSION=v1.7.12
 # for the 1.30.3 release the platform installs, only pseudo-versions of master; this one is the snapshot
 # of 2026-08-27 (go 1.26, no replace directives), the newest the proxy lists near 1.30.
 ISTIO_MODULE_VERSION=v0.0.0-20260827124520-eed52ebb66ad
+# The Envoy rate limit service (github.com/envoyproxy/ratelimit) that counts each team's budget once across
+# every gateway replica, for the tests: the project tags no Go module release, so the module proxy lists no
+# version at all; this is what `@latest` resolves to, commit 3fb702589d36 of 2026-01-22 (go 1.25, no replace
+# directives).
+RATELIMIT_MODULE_VERSION=v1.4.1-0.20260122083618-3fb702589d36
 
 # The Go module proxy serves pulumi-kubernetes' provider module only under the pseudo-version of
 # each release commit, not under the release tag. Map SDK version -> module version (commit).
@@ -152,6 +157,18 @@ ensure_istio() {
   ISTIOCTL_BIN="$bin/istioctl"
 }
 
+ensure_ratelimit() {
+  local bin="$CACHE/ratelimit-$RATELIMIT_MODULE_VERSION"
+  if [ ! -x "$bin/ratelimit" ]; then
+    need_go "the rate limit service"
+    log "building the rate limit service from github.com/envoyproxy/ratelimit@$RATELIMIT_MODULE_VERSION (a few minutes, once)"
+    mkdir -p "$bin"
+    wrapper_build "$bin/ratelimit" github.com/envoyproxy/ratelimit "$RATELIMIT_MODULE_VERSION" \
+      github.com/envoyproxy/ratelimit/src/service_cmd "-s -w"
+  fi
+  RATELIMIT_BIN="$bin/ratelimit"
+}
+
 ensure_actionlint() {
   local bin="$CACHE/actionlint-$ACTIONLINT_VERSION"
   if [ ! -x "$bin/actionlint" ]; then
@@ -161,6 +178,47 @@ ensure_actionlint() {
     (cd "$CACHE" && GOBIN="$bin" go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" >&2)
   fi
   ACTIONLINT_BIN="$bin/actionlint"
+}
+
+# --- Debian packages ---------------------------------------------------------------------------
+# Servers the tests start themselves on loopback (their own port and directory, never the system's
+# service). Installed with apt-get only where missing; Debian's images refuse service starts during
+# installs (policy-rc.d), so installing starts nothing.
+APT_UPDATED=
+
+# Finders print the path the tests use, or nothing when it is not installed.
+find_redis_server() { command -v redis-server || true; }
+find_postgres_bin_dir() { # the newest installed major version's bin dir with all three programs
+  local dir found=
+  for dir in /usr/lib/postgresql/*/bin; do
+    [ -x "$dir/postgres" ] && [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && found="$found$dir"$'\n'
+  done
+  printf '%s' "$found" | sort -V | tail -n1
+}
+
+# ensure_apt_tool VAR PACKAGE FINDER: sets VAR to what FINDER prints, installing Debian's PACKAGE first
+# when it prints nothing.
+ensure_apt_tool() {
+  local var=$1 package=$2 finder=$3 found sudo=
+  found=$("$finder")
+  if [ -z "$found" ]; then
+    command -v apt-get >/dev/null || die "$package is not installed and there is no apt-get to install it"
+    if [ "$(id -u)" != 0 ]; then
+      command -v sudo >/dev/null && sudo -n true 2>/dev/null \
+        || die "$package is not installed; install it (apt-get install $package) or run as root"
+      sudo="sudo -n"
+    fi
+    log "installing Debian's $package"
+    if [ -z "$APT_UPDATED" ]; then
+      $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || die "apt-get update failed"
+      APT_UPDATED=1
+    fi
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >&2 \
+      || die "apt-get install $package failed"
+    found=$("$finder")
+    [ -n "$found" ] || die "installed $package but $finder still finds nothing"
+  fi
+  printf -v "$var" '%s' "$found"
 }
 
 # --- Pulumi CLI ----------------------------------------------------------------------------------
@@ -240,6 +298,11 @@ if [ "${EGRESS_SKIP_CHECK_TOOLS:-}" != 1 ]; then
   ADMISSION_ENV=$(bash "$ROOT/scripts/build/kyverno-admission.sh")
   # istiod, run out of cluster against it: its webhook and the authorization it computes for ztunnel.
   ensure_istio
+  # The global budget: the rate limit service and its Redis (tests/test_global_budget.py).
+  ensure_ratelimit
+  ensure_apt_tool REDIS_SERVER_BIN redis-server find_redis_server
+  # PostgreSQL's server programs (initdb, postgres, pg_ctl), run by the tests in a throwaway directory.
+  ensure_apt_tool POSTGRES_BIN_DIR postgresql find_postgres_bin_dir
 fi
 
 cat <<EOT
@@ -255,4 +318,7 @@ ${AUTHZ_ENV:-}
 ${ADMISSION_ENV:-}
 export PILOT_DISCOVERY_BIN='${PILOT_DISCOVERY_BIN:-}'
 export ISTIOCTL_BIN='${ISTIOCTL_BIN:-}'
+export RATELIMIT_BIN='${RATELIMIT_BIN:-}'
+export REDIS_SERVER_BIN='${REDIS_SERVER_BIN:-}'
+export POSTGRES_BIN_DIR='${POSTGRES_BIN_DIR:-}'
 EOT

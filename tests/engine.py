@@ -28,6 +28,7 @@ def pulumi_bin() -> str | None:
 class Engine:
     workdir: Path
     state: Path
+    backend: str | None = None  # a state backend URL other than the file backend in `state`
 
     @classmethod
     def create(cls, tmp: Path) -> Engine:
@@ -56,7 +57,7 @@ class Engine:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
-            PULUMI_BACKEND_URL=f"file://{self.state}",
+            PULUMI_BACKEND_URL=self.backend or f"file://{self.state}",
             PULUMI_CONFIG_PASSPHRASE=PASSPHRASE,
             PULUMI_SKIP_UPDATE_CHECK="true",
             PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true",

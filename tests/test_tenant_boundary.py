@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,22 +35,21 @@ from components.platform.kyverno import kyverno_values
 from components.settings import names, versions
 from components.settings.stackfile import load_stack
 from devenv import chartrender
-from devenv.controlplane import ControlPlane, missing_binaries
+from devenv.controlplane import missing_binaries
 from devenv.kubeapi import KubeApi
 from devenv.kyverno_admission import (
     CHARTS_DIR,
     REPORTS_SERVICE_ACCOUNT,
     SERVICE_ACCOUNT,
-    KyvernoAdmission,
     apply,
-    install_crds,
     missing_binary,
 )
 from devenv.kyverno_admission import NAMESPACE as KYVERNO_NAMESPACE
-from devenv.kyverno_admission import wait_policy_ready as wait_ready
 
 from .conftest import ROOT
 from .engine import Engine, pulumi_bin
+from .platform_cluster import Cluster
+from .platform_cluster import platform_cluster as platform_cluster_of
 from .tenant_cases import CASES, Case
 from .test_tenant_cases import attempt, route_policy_for
 
@@ -65,65 +63,11 @@ TODAY = dt.date.today()
 FORBIDDEN = "forbidden"  # RBAC's answer, as kubectl prints it
 
 
-@dataclass
-class Cluster:
-    plane: ControlPlane
-    api: KubeApi  # the platform's (admin) access: only to set up and to check what is left
-    kubeconfigs: dict[str, Path]  # per team, from scripts/team-kubeconfig
-
-
-def _crds(crds_dir: Path) -> list[dict[str, Any]]:
-    out = []
-    for group in ("gateway.networking.k8s.io", "networking.istio.io", "gateway.kgateway.dev"):  # Istio: all its CRDs
-        for f in sorted(crds_dir.glob(versions.crd_globs()[group])):
-            out += [d for d in yaml.safe_load_all(f.read_text()) if d and d.get("kind") == "CustomResourceDefinition"]
-    return out
-
-
-def _platform_objects() -> list[dict[str, Any]]:
-    """What the platform stack creates for admission and tenancy (charts and the gateway aside)."""
-    objs = stack_objects(PLATFORM, TODAY)
-    out = [*objs.gateway, *objs.tenants_namespace, *[o for team in objs.tenants.values() for o in team]]
-    # The registry first: the policies read it.
-    registry = [o for o in objs.admission if o["kind"] == "ConfigMap"]
-    policies = [o for o in objs.admission if o["kind"] == "ValidatingPolicy"]
-    return [*out, *registry, *policies]
-
-
 @contextlib.contextmanager
 def platform_cluster(crds_dir: Path, out: Path, chart: list[dict[str, Any]] | None = None) -> Iterator[Cluster]:
-    """A control plane with the platform's side laid out, Kyverno running as the chart's identity (the
-    platform's rendering of the chart unless `chart` is given), and every team's issued kubeconfig."""
-    with ControlPlane() as plane:
-        api = plane.api
-        install_crds(api, _crds(crds_dir))
-        with KyvernoAdmission(plane, chart=chart):
-            for obj in _platform_objects():
-                if obj["kind"] == "ReferenceGrant" or obj["kind"] == "Namespace":
-                    ns = obj["metadata"].get("namespace")
-                    if ns and api.get("Namespace", ns) is None:
-                        api.request("POST", "api/v1/namespaces", {"metadata": {"name": ns}})
-                apply(api, api.item_path(obj), obj)
-            for policy in (names.REGISTRY_POLICY, names.ROUTE_POLICY, names.RETENTION_POLICY):
-                wait_ready(api, policy, kind="ValidatingPolicy")
-            # Another workload's Service, for a route that tries to send elsewhere.
-            api.request("POST", "api/v1/namespaces", {"metadata": {"name": "billing"}})
-            kubeconfigs = {}
-            for team in TEAMS:
-                got = subprocess.run(
-                    ["scripts/team-kubeconfig", team],
-                    cwd=ROOT,
-                    env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    check=False,
-                )
-                assert got.returncode == 0, got.stderr
-                assert plane.token not in got.stdout  # never the platform's credential
-                kubeconfigs[team] = out / f"{team}.yaml"
-                kubeconfigs[team].write_text(got.stdout)
-            yield Cluster(plane, api, kubeconfigs)
+    """The dev platform's cluster (tests/platform_cluster.py), every team's identity issued."""
+    with platform_cluster_of(crds_dir, out, PLATFORM, chart) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")
