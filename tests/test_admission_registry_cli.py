@@ -5,7 +5,6 @@ test_tenant_boundary.py."""
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import subprocess
 from collections.abc import Sequence
@@ -36,23 +35,7 @@ def _entries(stack: str) -> list[dict[str, Any]]:
     return [o for o in stack_objects(cfg, dt.date.today(), PLATFORM.approvals).all() if o["kind"] == "ServiceEntry"]
 
 
-def _attack(name: str, host: str, namespace: str, port: int = 443, endpoints: list[str] | None = None) -> Any:
-    obj = copy.deepcopy(_entries("team-research")[0])  # carries every approval mark, forged here
-    obj["metadata"].update(name=name, namespace=namespace)
-    obj["spec"].update(hosts=[host], ports=[{"number": port, "name": "https", "protocol": "HTTPS"}])
-    if endpoints:
-        obj["spec"].update(resolution="STATIC", endpoints=[{"address": a} for a in endpoints])
-    return obj
-
-
 ALLOWED = [*_entries("team-research"), *_entries("team-payments")]
-REFUSED = [
-    _attack("forged", "evil.example", TEAMS["research"]),
-    _attack("other-team", "api.openai.com", TEAMS["payments"]),
-    _attack("redirected", "models.partner.example", TEAMS["payments"], 8080, ["169.254.169.254"]),
-    _attack("other-port", "api.openai.com", TEAMS["research"], 80),
-    _attack("rogue", "api.openai.com", "rogue"),
-]
 
 
 def _objects(stack: str, kind: str) -> list[dict[str, Any]]:
@@ -60,67 +43,8 @@ def _objects(stack: str, kind: str) -> list[dict[str, Any]]:
     return [o for o in stack_objects(cfg, dt.date.today(), PLATFORM.approvals).all() if o["kind"] == kind]
 
 
-def _tampered(kind: str, name: str, change: Any) -> dict[str, Any]:
-    """One of team research's own objects, renamed and changed as a tenant would."""
-    obj = copy.deepcopy(_objects("team-research", kind)[0])
-    obj["metadata"]["name"] = name
-    change(obj)
-    return obj
-
-
 ROUTE_KINDS = ("HTTPRoute", "TrafficPolicy", "GatewayExtension", "BackendConfigPolicy")
 ROUTES_ALLOWED = [o for stack in ("team-research", "team-payments") for k in ROUTE_KINDS for o in _objects(stack, k)]
-ROUTES_REFUSED = [
-    _tampered("HTTPRoute", "other-host", lambda o: o["spec"].update(hostnames=["models.partner.example"])),
-    _tampered("HTTPRoute", "no-hostnames", lambda o: o["spec"].pop("hostnames")),
-    _tampered(
-        "HTTPRoute", "to-service", lambda o: o["spec"]["rules"][0].update(backendRefs=[{"name": "s", "port": 80}])
-    ),
-    _tampered(
-        "HTTPRoute",
-        "mirror",
-        lambda o: o["spec"]["rules"][0].update(
-            filters=[{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "c", "port": 80}}}]
-        ),
-    ),
-    _tampered("TrafficPolicy", "no-extauth", lambda o: o["spec"].pop("extAuth")),
-    _tampered("TrafficPolicy", "disabled", lambda o: o["spec"].update(extAuth={"disable": {}})),
-    _tampered(
-        "TrafficPolicy",
-        "other-context",
-        lambda o: o["spec"]["extAuth"]["contextExtensions"].update({"egress-namespace": TEAMS["payments"]}),
-    ),
-    _tampered(
-        "GatewayExtension",
-        "other-server",
-        lambda o: o["spec"]["extAuth"]["grpcService"].update(backendRef={"name": "allow-all", "port": 9000}),
-    ),
-    _tampered("GatewayExtension", "fail-open", lambda o: o["spec"]["extAuth"].update(failOpen=True)),
-    _tampered("BackendConfigPolicy", "insecure", lambda o: o["spec"].update(tls={"insecureSkipVerify": True})),
-    _tampered(
-        "TrafficPolicy",
-        "others-key",
-        lambda o: o["spec"].update(
-            headerModifiers={
-                "request": {
-                    "set": [
-                        {
-                            "name": "Authorization",
-                            "secretRef": {"name": TEAMS["payments"], "namespace": "egress-credentials", "key": "x"},
-                        }
-                    ]
-                }
-            }
-        ),
-    ),
-    _tampered(
-        "TrafficPolicy",
-        "key-to-client",
-        lambda o: o["spec"].update(
-            headerModifiers={"response": {"set": [{"name": "x-key", "secretRef": {"name": TEAMS["research"]}}]}}
-        ),
-    ),
-]
 
 
 def _crds(crds_dir: Path, kinds: set[str]) -> list[dict[str, Any]]:
@@ -212,29 +136,29 @@ def _kyverno_test(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([binary, "test", str(path)], capture_output=True, text=True, timeout=300, check=False)
 
 
-def test_the_engine_admits_the_examples_and_refuses_every_attack(tmp_path: Path, crds_dir: Path) -> None:
-    out = _kyverno_test(_write(tmp_path, registry_policy(), ALLOWED, REFUSED, crds_dir))
-    total = len(ALLOWED) + len(REFUSED)
-    assert out.returncode == 0 and f"{total} tests passed and 0 tests failed" in out.stdout, out.stdout + out.stderr
+def test_the_engine_admits_the_examples(tmp_path: Path, crds_dir: Path) -> None:
+    """The example teams' own objects, each admitted by the policy that judges its kind (what the
+    engine refuses is the tenant cases, below)."""
+    out = _kyverno_test(_write(tmp_path, registry_policy(), ALLOWED, [], crds_dir))
+    assert out.returncode == 0 and f"{len(ALLOWED)} tests passed and 0 tests failed" in out.stdout, out.stdout
 
 
-def test_the_engine_admits_the_examples_routes_and_refuses_every_attack_on_the_gateway(
-    tmp_path: Path, crds_dir: Path
-) -> None:
-    out = _kyverno_test(_write(tmp_path, route_policy(), ROUTES_ALLOWED, ROUTES_REFUSED, crds_dir))
+def test_the_engine_admits_the_examples_routes(tmp_path: Path, crds_dir: Path) -> None:
+    out = _kyverno_test(_write(tmp_path, route_policy(), ROUTES_ALLOWED, [], crds_dir))
     assert out.returncode == 0 and " 0 tests failed" in out.stdout, out.stdout + out.stderr
     # The CLI may report a resource more than once (one row per result entry that names it); every
     # one of ours is there, and each row passed.
     rows = [r.split("│") for r in out.stdout.splitlines() if route_policy()["metadata"]["name"] in r]
     seen = {r[4].strip().rsplit("/", 3)[-3:][0] + "/" + r[4].strip().rsplit("/", 1)[-1] for r in rows}
-    expected = {f"{o['kind']}/{o['metadata']['name']}" for o in [*ROUTES_ALLOWED, *ROUTES_REFUSED]}
+    expected = {f"{o['kind']}/{o['metadata']['name']}" for o in ROUTES_ALLOWED}
     assert seen == expected, sorted(seen ^ expected)
     assert all(r[5].strip() == "Pass" for r in rows), out.stdout
 
 
 def test_a_wrong_expectation_fails_the_run(tmp_path: Path, crds_dir: Path) -> None:
-    """Negative control: an attack expected to be admitted makes `kyverno test` fail."""
-    out = _kyverno_test(_write(tmp_path, registry_policy(), [REFUSED[0]], [], crds_dir))
+    """Negative control: a tenant case expected to be admitted makes `kyverno test` fail."""
+    case = next(c for c in CASES if c.kind == "ServiceEntry")
+    out = _kyverno_test(_write(tmp_path, registry_policy(), [attempt(case)], [], crds_dir))
     assert out.returncode != 0 and "0 tests passed and 1 tests failed" in out.stdout, out.stdout + out.stderr
 
 

@@ -360,6 +360,58 @@ def test_a_route_for_another_teams_host(cluster: Cluster) -> None:
 OWN_LISTENER = "attaches only to its team's own listener"
 
 
+def test_two_teams_approved_for_one_host_each_route_it_on_their_own_listener(cluster: Cluster) -> None:
+    """Security approves api.openai.com for payments too: each team's route for it is admitted on its
+    own listener only (its own port; kgateway merges routes by hostname only among the listeners of a
+    port), so neither team's route can capture the other's requests; payments' route on research's
+    listener is refused."""
+    from components.settings import config
+
+    host = "api.openai.com"
+    shared = [
+        a.model_copy(update={"teams": [*a.teams, "payments"]}) if a.host == host else a for a in PLATFORM.approvals
+    ]
+    set_registry(cluster, PLATFORM.teams, shared)
+    cfg = config.parse(
+        {
+            "platformStack": "organization/egress/dev",
+            "team": {"name": "payments", "namespace": TEAMS["payments"]},
+            "destinations": [
+                {
+                    "name": "shared",
+                    "host": host,
+                    "port": 443,
+                    "protocol": "HTTPS",
+                    "authz": {"requireHeaders": {"x-c": ["p"]}},
+                }
+            ],
+        }
+    )
+    objs = [
+        o
+        for o in stack_objects(cfg, TODAY, shared).all()
+        if o["kind"] in ("ServiceEntry", "GatewayExtension", "TrafficPolicy", "HTTPRoute")
+    ]
+    ports = {t.name: t.port for t in PLATFORM.teams}
+    try:
+        for obj in objs:
+            out = create(cluster, "payments", obj)
+            assert out.returncode == 0, out.stderr
+        route = cluster.api.get("HTTPRoute", objs[-1]["metadata"]["name"], TEAMS["payments"])
+        assert route is not None and route["spec"]["hostnames"] == [host]
+        assert [p["name"] for p in route["spec"]["parentRefs"]] == [names.team_listener_set("payments")]
+        assert ports["payments"] != ports["research"]
+        capture = renamed(copy.deepcopy(objs[-1]), "capture")
+        capture["spec"]["parentRefs"][0]["name"] = names.team_listener_set("research")
+        refused(cluster, "payments", capture, names.ROUTE_POLICY, OWN_LISTENER)
+    finally:
+        for obj in reversed(objs):
+            kubectl(
+                cluster, "payments", "delete", obj["kind"].lower(), obj["metadata"]["name"], "-n", TEAMS["payments"]
+            )
+        set_registry(cluster, PLATFORM.teams, PLATFORM.approvals)
+
+
 @pytest.mark.parametrize(
     "parent",
     [
