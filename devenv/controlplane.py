@@ -107,6 +107,13 @@ def _die_with_parent() -> None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+# util-linux's setpriv sets the same parent-death signal and then execs the command, so no Python code
+# runs between fork and exec: Python then starts the child without a plain fork, whose atfork handlers
+# (gRPC's, once a test has used a channel in this process) abort a child now and then (SIGABRT,
+# "epoll_wait error: Bad file descriptor"). The prctl above is the fallback where setpriv is missing.
+_SETPRIV = shutil.which("setpriv")
+
+
 @dataclass
 class Process:
     name: str
@@ -147,16 +154,17 @@ def spawn(
     env = dict(os.environ if env is None else env)
     if name == "etcd":  # etcd reads every ETCD_* variable as a flag (ETCD_BIN is ours)
         env = {key: value for key, value in env.items() if not key.startswith("ETCD_")}
+    command = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else list(argv)
     with log_path.open("wb") as out:
         popen = subprocess.Popen(
-            list(argv),
+            command,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=workdir,
             env=env,
             start_new_session=True,  # own process group: Ctrl-C in a terminal reaches only us; killpg stops it
-            preexec_fn=_die_with_parent,  # a prctl call only
+            preexec_fn=None if _SETPRIV else _die_with_parent,  # a prctl call only
         )
     log.debug("started %s (pid %d): %s", name, popen.pid, shlex.join(argv))
     return Process(name, popen, log_path)

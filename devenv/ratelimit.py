@@ -53,6 +53,18 @@ RUNTIME_SUBDIRECTORY = "ratelimit"
 APP_DIRECTORY = "config"  # RUNTIME_APPDIRECTORY's default, set anyway so the layout is explicit here
 
 
+# What the service logs when a configuration file does not load (src/service/ratelimit.go
+# SetConfig); it keeps running without that configuration.
+LOAD_ERROR = "Error loading new configuration"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 class RateLimitError(RuntimeError):
     """Redis or the rate limit service cannot be started (missing binary, a process exited, not ready)."""
 
@@ -325,8 +337,13 @@ class RateLimitService:
             "LOG_LEVEL": self.log_level,
         }
         self._spawn("ratelimit", [str(ratelimit_bin)], workdir, env)
+        service_log = self._processes[-1].log
 
         def service_ready() -> tuple[bool, str]:
+            # A file it cannot load leaves it running and unhealthy for good: say why at once.
+            refused = [line for line in _read(service_log).splitlines() if LOAD_ERROR in line]
+            if refused:
+                raise RateLimitError(f"the rate limit service refused {self.config_file.name}: {refused[0]}")
             status, body = http_get(f"http://127.0.0.1:{http_port}/healthcheck")
             if status != 200:
                 return False, f"/healthcheck: {status} {body}"

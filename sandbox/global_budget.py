@@ -10,11 +10,12 @@ Two pure halves, plain dicts in and out (no Pulumi, no I/O), so product objects 
 - `limiter_config(budgets)`: the rate limit service's configuration file, made by the platform from the
   approval registry (each approval with a rate ceiling, for each team it approves): one descriptor
   `egress-route` = `<team namespace>/<host>` per (team, host) with `requests_per_unit` per `unit`.
-  [envoyproxy/ratelimit README "Configuration" (domain, descriptors, key, value, rate_limit: unit,
-  requests_per_unit); src/config/config_impl.go refuses a duplicate key_value in one domain, hence the
-  ValueError on conflicting budgets here; src/limiter/cache_key.go GenerateCacheKey: the counter's key is
-  `<domain>_<key>_<value>_<window start>`, windows aligned to the epoch (src/utils/utilities.go
-  UnitToDivider).]
+  [envoyproxy/ratelimit at the pinned v1.4.1-0.20260122083618-3fb702589d36 (scripts/bootstrap.sh):
+  README "Descriptor list definition" and "Rate limit definition" (domain, descriptors, key, value,
+  rate_limit: unit, requests_per_unit); src/config/config_impl.go refuses the whole file on a "duplicate
+  descriptor composite key", hence the ValueError on conflicting budgets here; src/limiter/cache_key.go
+  GenerateCacheKey: the counter's Redis key is `<domain>_<key>_<value>_<window start>`, windows fixed and
+  aligned to the epoch (src/utils/utilities.go UnitToDivider).]
 - `rate_limit_filter(extension)` and `typed_per_filter_config(policy, extension)`: what kgateway v2.4.x
   makes of a GatewayExtension of type RateLimit and of a TrafficPolicy's `rateLimit.global`.
 
@@ -235,7 +236,7 @@ def typed_per_filter_config(policy: Obj, extension: Obj) -> dict[str, Any]:
     filter on the route and says which descriptor to send. `extension` must be the one the policy names."""
     if extension_ref(policy) != _key(extension):
         raise ValueError(
-            f"the policy names GatewayExtension {'/'.join(extension_ref(policy))}, not {filter_name(extension)}"
+            f"the policy names GatewayExtension {'/'.join(extension_ref(policy))}, not {'/'.join(_key(extension))}"
         )
     _provider(extension)
     actions = rate_limit_actions(policy["spec"]["rateLimit"]["global"]["descriptors"])

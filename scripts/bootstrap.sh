@@ -158,13 +158,14 @@ ensure_istio() {
 }
 
 ensure_ratelimit() {
-  local bin="$CACHE/ratelimit-$RATELIMIT_MODULE_VERSION"
+  local bin="$CACHE/ratelimit-$RATELIMIT_MODULE_VERSION" started=$SECONDS
   if [ ! -x "$bin/ratelimit" ]; then
     need_go "the rate limit service"
-    log "building the rate limit service from github.com/envoyproxy/ratelimit@$RATELIMIT_MODULE_VERSION (a few minutes, once)"
+    log "building the rate limit service from github.com/envoyproxy/ratelimit@$RATELIMIT_MODULE_VERSION (about a minute, once)"
     mkdir -p "$bin"
     wrapper_build "$bin/ratelimit" github.com/envoyproxy/ratelimit "$RATELIMIT_MODULE_VERSION" \
       github.com/envoyproxy/ratelimit/src/service_cmd "-s -w"
+    log "built $bin/ratelimit in $((SECONDS - started)) s"
   fi
   RATELIMIT_BIN="$bin/ratelimit"
 }

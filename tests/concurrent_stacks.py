@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -118,8 +119,9 @@ class Fleet:
 
     def killed_mid_update(self, team: int, timeout: str) -> subprocess.CompletedProcess[str] | None:
         """Start an update that changes the team's stack (its timeout) and kill the CLI and the program
-        (SIGKILL, the whole process group) once the update holds the stack's lock: what a cancelled CI
-        job or a lost runner leaves. The CLI's output if it finished before it could be killed."""
+        (SIGKILL, the whole process group) as soon as the engine reports the change under way: what a
+        cancelled CI job or a lost runner leaves. The CLI's output if it finished before it could be
+        killed (the update of one object takes tens of milliseconds)."""
         self.engine.write_stack(stack_name(team), yaml.safe_dump(team_doc(team, timeout), sort_keys=False))
         proc = subprocess.Popen(
             [sys.executable, "scripts/pulumi_inline.py", *UP, "--stack", stack_name(team)],
@@ -130,24 +132,25 @@ class Fleet:
             text=True,
             start_new_session=True,
         )
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+        reader.start()
         try:
             deadline = time.monotonic() + 120
-            while not self.locks(team) and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(1.0)  # into the update: the engine is running the program and the provider
-            if proc.poll() is not None:
-                out, _ = proc.communicate()
-                return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
-            os.killpg(proc.pid, signal.SIGKILL)
+            while proc.poll() is None and time.monotonic() < deadline:
+                if any("updating" in line for line in list(lines)):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(30)
+                    return None
+                time.sleep(0.005)
             proc.wait(30)
-            return None
+            reader.join(10)
+            return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(lines), "")
         finally:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(30)
-            if proc.stdout is not None:
-                proc.stdout.close()
 
 
 def platform(teams: int) -> StackConfig:
@@ -170,6 +173,7 @@ def fleet(crds_dir: Path, tmp: Path, teams: int) -> Iterator[Fleet]:
     PostgreSQL backend, and each team's stack initialised there (not yet deployed)."""
     plat = platform(teams)
     with postgres() as pg, platform_cluster(crds_dir, tmp, plat) as cluster:
+        (tmp / "fleet").mkdir()
         engine = Engine.create(tmp / "fleet")
         engine.backend = pg.url
         engine.seed_platform("dev", outputs(plat))

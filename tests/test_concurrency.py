@@ -46,7 +46,7 @@ def test_every_stack_converges_and_nothing_is_lost(deployed: Fleet) -> None:
         assert all(len(names) == 1 for names in held.values()), (team, held)
         urns = deployed.resources(team)
         # Each stack's state holds its own resources only, every kind its program made.
-        assert all(f"::team-t{team}::" in u for u in urns), urns
+        assert all(u.startswith(f"urn:pulumi:team-t{team}::") for u in urns), urns
         for kind in held:
             assert any(u.endswith(f"::{kind.lower()}") or f":{kind}::" in u for u in urns), (kind, urns)
         assert deployed.locks(team) == []  # every update released its lock

@@ -189,26 +189,9 @@ def test_the_example_teams_objects_are_admitted_under_their_own_identity(cluster
         assert out.returncode == 0, out.stderr
 
 
-# --- forged and self-made approvals (admission, from the registry) ---------------------------------
-
-
-def test_forged_approval_marks_for_an_unapproved_host(cluster: Cluster) -> None:
-    se = renamed(research("ServiceEntry"))
-    se["spec"]["hosts"] = ["exfil.example"]  # keeps the approval label and annotations research wrote
-    refused(cluster, "research", se, "egress-registry-approval", "exfil.example on ports 443 is not approved")
-
-
-def test_another_teams_approval(cluster: Cluster) -> None:
-    se = renamed(research("ServiceEntry"))  # api.openai.com: approved for research only
-    se["metadata"]["namespace"] = TEAMS["payments"]
-    refused(cluster, "payments", se, "is not approved (or has expired) for team payments")
-
-
-@pytest.mark.parametrize("address", ["169.254.169.254", "10.0.0.1", "127.0.0.1"])
-def test_an_approved_host_redirected_to_other_endpoints(cluster: Cluster, address: str) -> None:
-    se = renamed(research("ServiceEntry"))
-    se["spec"].update(resolution="STATIC", endpoints=[{"address": address}])
-    refused(cluster, "research", se, "endpoint addresses must be the ones the approval lists")
+# Forged approvals, other teams' hosts, endpoints, routes, policies and extensions that break a rule:
+# the tenant cases (tests/tenant_cases.py, data), each refused at admission as the team at the end of
+# this module. What follows needs more than one object or a change of the registry.
 
 
 # --- namespaces and names that are not the team's (RBAC) ------------------------------------------
@@ -347,16 +330,6 @@ def test_a_pod_that_would_bypass_the_guard(cluster: Cluster, spec: dict[str, Any
 # --- what attaches to the shared gateway (admission, from the registry) ----------------------------
 
 
-def test_a_route_for_another_teams_host(cluster: Cluster) -> None:
-    route = renamed(research("HTTPRoute"))
-    route["metadata"]["namespace"] = TEAMS["payments"]
-    route["spec"]["parentRefs"][0]["name"] = names.team_listener_set("payments")  # on its own listener
-    route["spec"]["rules"][0]["backendRefs"][0]["name"] = "egress-ledger"
-    refused(
-        cluster, "payments", route, names.ROUTE_POLICY, "names only hosts approved for its team; got api.openai.com"
-    )
-
-
 OWN_LISTENER = "attaches only to its team's own listener"
 
 
@@ -485,41 +458,6 @@ def test_a_route_without_its_authorization(cluster: Cluster) -> None:
         assert out.returncode == 0, out.stderr
 
 
-@pytest.mark.parametrize(
-    "filters",
-    [
-        [],  # the policy only targets the route: if it goes, kgateway forwards without authorization
-        [
-            {
-                "type": "ExtensionRef",
-                "extensionRef": {"group": "gateway.kgateway.dev", "kind": "TrafficPolicy", "name": "another"},
-            }
-        ],
-    ],
-    ids=["no-filter", "filter-names-another-policy"],
-)
-def test_a_route_that_does_not_name_its_policy(cluster: Cluster, filters: list[dict[str, Any]]) -> None:
-    route, tp = named_route("unnamed"), named_policy("unnamed")
-    route["spec"]["rules"][0]["filters"] = filters
-    assert create(cluster, "research", tp).returncode == 0
-    try:
-        refused(cluster, "research", route, names.ROUTE_POLICY, "names its TrafficPolicy")
-    finally:
-        kubectl(cluster, "research", "delete", "trafficpolicy", "unnamed", "-n", TEAMS["research"])
-
-
-def test_a_route_filter_on_a_backend(cluster: Cluster) -> None:
-    # kgateway drops an unresolved backendRef filter silently: no filter is allowed there.
-    route, tp = named_route("backend-filter"), named_policy("backend-filter")
-    rule = route["spec"]["rules"][0]
-    rule["backendRefs"][0]["filters"] = list(rule["filters"])
-    assert create(cluster, "research", tp).returncode == 0
-    try:
-        refused(cluster, "research", route, "its backends carry no filters")
-    finally:
-        kubectl(cluster, "research", "delete", "trafficpolicy", "backend-filter", "-n", TEAMS["research"])
-
-
 def _at_once(*calls: Any) -> None:
     """Runs the calls in threads released together (a barrier), and waits for all."""
     import threading
@@ -561,82 +499,6 @@ def test_deleting_a_routes_policy_while_creating_the_route_is_harmless(cluster: 
             kubectl(cluster, "research", "delete", kind, name, "-n", ns, "--ignore-not-found")
     assert sum(outcomes.values()) == 40, outcomes
     print(f"race outcomes over 40 tries: {outcomes}")
-
-
-def test_a_route_without_hostnames_catches_every_host(cluster: Cluster) -> None:
-    route = renamed(research("HTTPRoute"))
-    del route["spec"]["hostnames"]
-    refused(cluster, "research", route, "names only hosts approved for its team")
-
-
-@pytest.mark.parametrize(
-    "backend",
-    [
-        {"name": "payments-api", "port": 80},  # a Service (the default kind)
-        {
-            "group": "networking.istio.io",
-            "kind": "ServiceEntry",
-            "name": "egress-ledger",
-            "namespace": "team-payments",
-            "port": 443,
-        },
-    ],
-    ids=["service", "another-namespace"],
-)
-def test_a_route_to_a_non_serviceentry_backend(cluster: Cluster, backend: dict[str, Any]) -> None:
-    route = renamed(research("HTTPRoute"))
-    route["spec"]["rules"][0]["backendRefs"] = [backend]
-    refused(cluster, "research", route, "sends only to ServiceEntries of its own namespace")
-
-
-def test_a_route_that_mirrors_requests(cluster: Cluster) -> None:
-    route = renamed(research("HTTPRoute"))
-    mirror = {"backendRef": {"name": "collector", "namespace": "billing", "port": 80}}
-    route["spec"]["rules"][0]["filters"] = [{"type": "RequestMirror", "requestMirror": mirror}]
-    refused(cluster, "research", route, "neither mirrors requests")
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (lambda tp: tp["spec"].pop("extAuth"), "carries external authorization"),
-        (lambda tp: tp["spec"].update(extAuth={"disable": {}}), "never disable"),
-        (
-            lambda tp: tp["spec"]["extAuth"]["contextExtensions"].update({"egress-namespace": "team-payments"}),
-            "must be the policy's own namespace",
-        ),
-        (lambda tp: tp["spec"]["extAuth"]["extensionRef"].update(namespace="team-payments"), "of its own namespace"),
-        (
-            lambda tp: tp["spec"].update(
-                targetSelectors=[{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "matchLabels": {}}]
-            ),
-            "by targetRefs only",
-        ),
-    ],
-    ids=["no-extauth", "disabled", "another-namespace-context", "another-namespace-extension", "selectors"],
-)
-def test_a_traffic_policy_without_the_platforms_authorization(cluster: Cluster, change: Any, message: str) -> None:
-    tp = renamed(research("TrafficPolicy"))
-    change(tp)
-    refused(cluster, "research", tp, names.ROUTE_POLICY, message)
-
-
-def test_an_extension_that_calls_another_server(cluster: Cluster) -> None:
-    ext = renamed(research("GatewayExtension"))
-    ext["spec"]["extAuth"]["grpcService"]["backendRef"] = {"name": "always-allow", "port": 9000}
-    refused(cluster, "research", ext, "external authorization by the platform's server")
-
-
-def test_an_unapproved_fail_open(cluster: Cluster) -> None:
-    ext = renamed(research("GatewayExtension"))
-    ext["spec"]["extAuth"]["failOpen"] = True
-    refused(cluster, "research", ext, "failOpen: true needs an approval that allows it")
-
-
-def test_tls_origination_without_verification(cluster: Cluster) -> None:
-    tls = renamed(research("BackendConfigPolicy"))
-    tls["spec"]["tls"] = {"sni": "api.openai.com", "insecureSkipVerify": True}
-    refused(cluster, "research", tls, "verifies its certificate and names")
 
 
 # --- the same attacks through a team stack run without the policy pack ------------------------------
@@ -724,20 +586,6 @@ def test_fail_open_where_security_approved_it(cluster: Cluster) -> None:
 
 
 # --- credentials and budgets -------------------------------------------------------------------------
-
-
-def test_a_policy_that_uses_another_teams_credentials(cluster: Cluster) -> None:
-    tp = renamed(research("TrafficPolicy"))
-    ref = {"name": TEAMS["payments"], "namespace": names.CREDENTIALS_NAMESPACE, "key": "ledger"}
-    tp["spec"]["headerModifiers"] = {"request": {"set": [{"name": "Authorization", "secretRef": ref}]}}
-    refused(cluster, "research", tp, names.ROUTE_POLICY, "credentials come only from the team's own Secret")
-
-
-def test_a_policy_that_sends_a_credential_back_to_the_client(cluster: Cluster) -> None:
-    tp = renamed(research("TrafficPolicy"))
-    ref = {"name": TEAMS["research"], "namespace": names.CREDENTIALS_NAMESPACE, "key": "openai"}
-    tp["spec"]["headerModifiers"] = {"response": {"set": [{"name": "x-key", "secretRef": ref}]}}
-    refused(cluster, "research", tp, "never go into responses")
 
 
 def _header_from(ref: dict[str, str]) -> dict[str, Any]:
