@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import yaml
 
@@ -293,10 +293,115 @@ def _kubeconfig(server: str, ca_pem: bytes, user: str, token: str) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
+# --- a group of processes started and stopped together ---------------------------------------------
+
+
+class Supervised:
+    """Processes started together in one temporary work directory and stopped together (process groups,
+    SIGTERM then SIGKILL, last started first), however the block that started them ends: the lifecycle
+    of the control plane and of devenv.ratelimit's services. `start` runs a subclass's `_start(workdir)`
+    and waits with `_wait`; a process that exits meanwhile fails the start with its log's last lines."""
+
+    what = "the processes"  # for messages: "<what> is not started"
+    error: type[Exception] = ControlPlaneError
+    workdir_prefix = "supervised-"
+    poll_interval = 0.1
+    stop_grace = STOP_GRACE_SECONDS
+
+    def __init__(self, *, timeout: float, keep_workdir: bool) -> None:
+        self.timeout = timeout
+        self.keep_workdir = keep_workdir
+        self._processes: list[Process] = []
+        self._pids: dict[str, int] = {}
+        self._workdir: Path | None = None
+        self._started_at = 0.0
+        self.startup_seconds = 0.0
+
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            raise self.error(f"{self.what} is not started")
+        return self._workdir
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process id of every process started (also after they stopped)."""
+        return dict(self._pids)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> Self:
+        if self._workdir is not None:
+            raise self.error(f"{self.what} is already started")
+        self._prepare()
+        self._started_at = time.monotonic()
+        self._workdir = Path(tempfile.mkdtemp(prefix=self.workdir_prefix))
+        activate(self)
+        try:
+            self._start(self._workdir)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - self._started_at
+        return self
+
+    def stop(self) -> None:
+        """Stops every process started (last started first); idempotent."""
+        with signals_deferred():
+            ran = bool(self._processes)
+            while self._processes:
+                self._processes.pop().stop(self.stop_grace)
+            if ran:
+                self._stopped()
+            deactivate(self)
+            if self._workdir is not None:
+                if self.keep_workdir:
+                    log.info("kept %s's work dir %s", self.what, self._workdir)
+                else:
+                    shutil.rmtree(self._workdir, ignore_errors=True)
+                self._workdir = None
+
+    def check(self) -> None:
+        """Raises `error` if one of the processes has exited."""
+        for proc in self._processes:
+            if proc.popen.poll() is not None:
+                raise self.error(proc.describe_exit())
+
+    def _prepare(self) -> None:
+        """Checks before anything starts (the binaries are there)."""
+
+    def _start(self, workdir: Path) -> None:
+        raise NotImplementedError
+
+    def _stopped(self) -> None:
+        """After the processes stopped: undo what only they served."""
+
+    def _spawn(self, name: str, argv: Sequence[str], workdir: Path, env: Mapping[str, str] | None = None) -> Process:
+        proc = spawn(name, argv, workdir, env)
+        self._processes.append(proc)
+        self._pids[name] = proc.popen.pid
+        return proc
+
+    def _wait(self, what: str, ready: Callable[[], tuple[bool, str]]) -> None:
+        ok, last = poll(ready, self._started_at + self.timeout, self.check, self.poll_interval)
+        if not ok:
+            proc = self._processes[-1]
+            raise self.error(
+                f"{what} not ready within {self.timeout:.0f} s (last answer: {last.strip()[:300]}); "
+                f"last lines of {proc.log}:\n{proc.tail()}"
+            )
+
+
 # --- the control plane ---------------------------------------------------------------------------------
 
 
-class ControlPlane:
+class ControlPlane(Supervised):
     """etcd + kube-apiserver + kube-controller-manager on free loopback ports, in a temporary directory.
 
     `with ControlPlane() as cp:` starts all three, waits until the API server's /readyz answers ok and
@@ -312,24 +417,15 @@ class ControlPlane:
         keep_workdir: bool = False,
         binaries: Mapping[str, Path] | None = None,
     ) -> None:
-        self.timeout = timeout
-        self.keep_workdir = keep_workdir
+        super().__init__(timeout=timeout, keep_workdir=keep_workdir)
         self._binaries = dict(binaries) if binaries is not None else None
-        self._processes: list[Process] = []
-        self._pids: dict[str, int] = {}
-        self._workdir: Path | None = None
         self._port = 0
         self._token = ""
-        self._started_at = 0.0
-        self.startup_seconds = 0.0
+
+    what = "the control plane"
+    workdir_prefix = "controlplane-"
 
     # -- properties ---------------------------------------------------------------------------------
-    @property
-    def workdir(self) -> Path:
-        if self._workdir is None:
-            raise ControlPlaneError("the control plane is not started")
-        return self._workdir
-
     @property
     def kubeconfig(self) -> Path:
         """Admin kubeconfig (server, CA data of the API server's self-signed certificate, token)."""
@@ -347,11 +443,6 @@ class ControlPlane:
     def ca_file(self) -> Path:
         """PEM of the API server's serving certificate followed by the CA that signed it."""
         return self.workdir / "apiserver-certs" / "apiserver.crt"
-
-    @property
-    def pids(self) -> dict[str, int]:
-        """Process id of every process this control plane started (also after it stopped)."""
-        return dict(self._pids)
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))
@@ -380,68 +471,22 @@ class ControlPlane:
         return path
 
     # -- lifecycle ----------------------------------------------------------------------------------
-    def __enter__(self) -> ControlPlane:
-        return self.start()
+    def start(self) -> Self:
+        super().start()
+        log.info("control plane ready at %s in %.1f s (work dir %s)", self.server, self.startup_seconds, self._workdir)
+        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def start(self) -> ControlPlane:
-        if self._workdir is not None:
-            raise ControlPlaneError("the control plane is already started")
+    def _prepare(self) -> None:
         binaries = self._binaries or binaries_from_env()
         for name in ENV_VARS:
             if name not in binaries:
                 raise ControlPlaneError(f"no {name} binary given; {BUILD_HINT}")
-        self._started_at = time.monotonic()
-        self._workdir = Path(tempfile.mkdtemp(prefix="controlplane-"))
-        activate(self)
-        try:
-            self._start(binaries, self._workdir)
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_seconds = time.monotonic() - self._started_at
-        log.info("control plane ready at %s in %.1f s (work dir %s)", self.server, self.startup_seconds, self._workdir)
-        return self
-
-    def stop(self) -> None:
-        """Stops every process this control plane started (last started first); idempotent."""
-        with signals_deferred():
-            while self._processes:
-                self._processes.pop().stop(STOP_GRACE_SECONDS)
-            deactivate(self)
-            if self._workdir is not None:
-                if self.keep_workdir:
-                    log.info("kept the control plane's work dir %s", self._workdir)
-                else:
-                    shutil.rmtree(self._workdir, ignore_errors=True)
-                self._workdir = None
-
-    def check(self) -> None:
-        """Raises ControlPlaneError if one of the processes has exited."""
-        for proc in self._processes:
-            if proc.popen.poll() is not None:
-                raise ControlPlaneError(proc.describe_exit())
+        self._binaries = dict(binaries)
 
     # -- internals ----------------------------------------------------------------------------------
-    def _spawn(self, name: str, binary: Path, args: Sequence[str], workdir: Path) -> None:
-        proc = spawn(name, [str(binary), *args], workdir)
-        self._processes.append(proc)
-        self._pids[name] = proc.popen.pid
-
-    def _wait(self, what: str, ready: Callable[[], tuple[bool, str]]) -> None:
-        ok, last = poll(ready, self._started_at + self.timeout, self.check, 0.1)
-        if not ok:
-            proc = self._processes[-1]
-            raise ControlPlaneError(
-                f"{what} not ready within {self.timeout:.0f} s (last answer: {last.strip()[:300]}); "
-                f"last lines of {proc.log}:\n{proc.tail()}"
-            )
-
-    def _start(self, binaries: Mapping[str, Path], workdir: Path) -> None:
+    def _start(self, workdir: Path) -> None:
+        assert self._binaries is not None
+        binaries = self._binaries
         etcd_port, peer_port, self._port, kcm_port = free_ports(4)
         self._token = secrets.token_hex(24)
         kcm_token = secrets.token_hex(24)
@@ -465,8 +510,8 @@ class ControlPlane:
         peer_url = f"http://127.0.0.1:{peer_port}"
         self._spawn(
             "etcd",
-            binaries["etcd"],
             [
+                str(binaries["etcd"]),
                 f"--data-dir={workdir / 'etcd'}",
                 f"--listen-client-urls={etcd_url}",
                 f"--advertise-client-urls={etcd_url}",
@@ -489,8 +534,8 @@ class ControlPlane:
         cert_dir = workdir / "apiserver-certs"
         self._spawn(
             "kube-apiserver",
-            binaries["kube-apiserver"],
             [
+                str(binaries["kube-apiserver"]),
                 f"--etcd-servers={etcd_url}",
                 f"--secure-port={self._port}",
                 "--bind-address=127.0.0.1",
@@ -527,8 +572,8 @@ class ControlPlane:
 
         self._spawn(
             "kube-controller-manager",
-            binaries["kube-controller-manager"],
             [
+                str(binaries["kube-controller-manager"]),
                 f"--kubeconfig={kcm_kubeconfig}",
                 f"--controllers={CONTROLLERS}",
                 "--leader-elect=false",

@@ -12,25 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self
 
-from .controlplane import (
-    ControlPlane,
-    ControlPlaneError,
-    Process,
-    activate,
-    deactivate,
-    missing_executable,
-    poll,
-    signals_deferred,
-    spawn,
-)
+from .controlplane import ControlPlane, ControlPlaneError, Supervised, missing_executable
 from .kubeapi import KubeApi
 
 log = logging.getLogger(__name__)
@@ -112,14 +98,12 @@ def configmap_mounts(
     return written
 
 
-_C = TypeVar("_C", bound="Component")
-
-
-class Component:
+class Component(Supervised):
     """One upstream controller run out of cluster against a started ControlPlane: its work directory, its
-    one process (controlplane.spawn: own process group, dies with the thread that started it), readiness
-    waits bounded by `timeout` from the start, and a stop (SIGTERM, then SIGKILL) however the block ends.
-    Subclasses say what to install and launch (`_launch`) and what to undo after the process (`_cleanup`)."""
+    one process (own process group, dies with the thread that started it), readiness waits bounded by
+    `timeout` from the start, and a stop (SIGTERM, then SIGKILL) however the block ends: the lifecycle of
+    controlplane.Supervised. Subclasses say what to install and launch (`_launch`) and what to undo after
+    the process (`_cleanup`)."""
 
     NAME = "component"  # its process, log file (<NAME>.log) and work directory prefix
     WHAT = "the component"  # in messages
@@ -128,19 +112,16 @@ class Component:
     ENV_VAR = ""  # the variable naming its binary (`binary` overrides it)
     BINARY = "its binary"  # what that binary is, in messages
     BUILD_HINT = ""  # how to get the binary
+    poll_interval = 0.25
 
     def __init__(
         self, control_plane: ControlPlane, *, timeout: float, keep_workdir: bool, binary: Path | None = None
     ) -> None:
+        super().__init__(timeout=timeout, keep_workdir=keep_workdir)
         self.control_plane = control_plane
         self._binary = binary
-        self.timeout = timeout
-        self.keep_workdir = keep_workdir
-        self._process: Process | None = None
-        self._workdir: Path | None = None
-        self._pid = 0
-        self._started_at = 0.0
-        self.startup_seconds = 0.0
+        self.what, self.error = self.WHAT, self.Error
+        self.workdir_prefix, self.stop_grace = f"{self.NAME}-", self.STOP_GRACE_SECONDS
 
     @property
     def api(self) -> KubeApi:
@@ -150,88 +131,42 @@ class Component:
     @property
     def pid(self) -> int:
         """Process id (also after it stopped); 0 before it started."""
-        return self._pid
-
-    @property
-    def workdir(self) -> Path:
-        if self._workdir is None:
-            raise self.Error(f"{self.WHAT} is not started")
-        return self._workdir
+        return self._pids.get(self.NAME, 0)
 
     @property
     def log_file(self) -> Path:
         return self.workdir / f"{self.NAME}.log"
 
     def tail(self, lines: int = 40) -> str:
-        return self._process.tail(lines) if self._process is not None else "(not started)"
+        return self._processes[0].tail(lines) if self._processes else "(not started)"
 
-    def __enter__(self: _C) -> _C:
-        return self.start()
+    def start(self) -> Self:
+        try:
+            return super().start()
+        except ControlPlaneError as err:  # a wait of the control plane's, within ours
+            raise self.Error(str(err)) from err
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def start(self: _C) -> _C:
-        if self._workdir is not None:
-            raise self.Error(f"{self.WHAT} is already started")
-        binary = self._binary_path()
+    def _prepare(self) -> None:
+        self._binary = self._binary_path()
         try:
             self.control_plane.check()
         except ControlPlaneError as err:
             raise self.Error(f"the control plane is not running: {err}") from err
-        self._started_at = time.monotonic()
-        self._workdir = Path(tempfile.mkdtemp(prefix=f"{self.NAME}-"))
-        activate(self)
-        try:
-            self._launch(binary, self._workdir)
-        except ControlPlaneError as err:
-            self.stop()
-            raise self.Error(str(err)) from err
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_seconds = time.monotonic() - self._started_at
-        return self
 
-    def stop(self) -> None:
-        """Stops the process and undoes what only it served (`_cleanup`); idempotent."""
-        with signals_deferred():
-            if self._process is not None:
-                self._process.stop(self.STOP_GRACE_SECONDS)
-                self._process = None
-                self._cleanup()
-            deactivate(self)
-            if self._workdir is not None:
-                if self.keep_workdir:
-                    log.info("kept %s's work dir %s", self.WHAT, self._workdir)
-                else:
-                    shutil.rmtree(self._workdir, ignore_errors=True)
-                self._workdir = None
+    def _start(self, workdir: Path) -> None:
+        assert self._binary is not None
+        self._launch(self._binary, workdir)
 
-    def check(self) -> None:
-        """Raises the component's error if its process has exited."""
-        proc = self._process
-        if proc is not None and proc.popen.poll() is not None:
-            raise self.Error(proc.describe_exit())
+    def _stopped(self) -> None:
+        self._cleanup()
 
-    def _spawn(self, argv: Sequence[str], chart_env: Mapping[str, str], kubeconfig: Path) -> None:
+    def _spawn_controller(self, argv: Sequence[str], chart_env: Mapping[str, str], kubeconfig: Path) -> None:
         """Starts the process with the chart's environment and `kubeconfig` as its only credential (no
         in-cluster guess from KUBERNETES_* variables; a chart's own KUBECONFIG points into a mounted Secret)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
         env.update(chart_env)
         env["KUBECONFIG"] = str(kubeconfig)
-        self._process = spawn(self.NAME, argv, self.workdir, env)
-        self._pid = self._process.popen.pid
-
-    def _wait(self, what: str, ready: Callable[[], tuple[bool, str]]) -> None:
-        ok, last = poll(ready, self._started_at + self.timeout, self.check, 0.25)
-        if not ok:
-            raise self.Error(
-                f"{what} not within {self.timeout:.0f} s (last: {last.strip()[:400]}); "
-                f"last lines of {self.log_file}:\n{self.tail()}"
-            )
+        self._spawn(self.NAME, argv, self.workdir, env)
 
     # -- what a subclass provides --------------------------------------------------------------------
     def _binary_path(self) -> Path:

@@ -292,7 +292,7 @@ class Istiod(incluster.Component):
         }
         kept = [a for a in args if a.removeprefix("--").split("=", 1)[0] not in loopback]
         argv = [str(binary), *kept, *(f"--{flag}={value}" for flag, value in loopback.items())]
-        self._spawn(argv, chart_env, kubeconfig)
+        self._spawn_controller(argv, chart_env, kubeconfig)
 
     def _wait_ready(self) -> None:
         def ready() -> tuple[bool, str]:

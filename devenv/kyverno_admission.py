@@ -323,7 +323,7 @@ class KyvernoAdmission(incluster.Component):
         self._port, metrics_port = free_ports(2)
         args, chart_env = chart_command(chart)
         argv = [str(binary), *on_loopback(args, self._port, metrics_port, kubeconfig), *self.extra_args]
-        self._spawn(argv, chart_env, kubeconfig)
+        self._spawn_controller(argv, chart_env, kubeconfig)
         self._wait_ready()
         log.info("kyverno admission controller ready at %s", self.url)
 

@@ -53,6 +53,14 @@ def missing() -> str | None:
     return None
 
 
+def _run(what: str, argv: list[str], timeout: float) -> str:
+    """A client program's output; its error, named, if it fails."""
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if out.returncode != 0:
+        raise ControlPlaneError(f"{what} failed: {out.stderr.strip()[-2000:]}")
+    return out.stdout
+
+
 @dataclass
 class Postgres:
     port: int
@@ -65,28 +73,8 @@ class Postgres:
         return f"postgres://{USER}@127.0.0.1:{self.port}/{DATABASE}?sslmode=disable"
 
     def psql(self, sql: str, database: str = DATABASE) -> str:
-        out = subprocess.run(
-            [
-                str(self.binaries / "psql"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                USER,
-                "-d",
-                database,
-                "-Atc",
-                sql,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if out.returncode != 0:
-            raise ControlPlaneError(f"psql: {out.stderr.strip()}")
-        return out.stdout
+        argv = [str(self.binaries / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, "-d", database]
+        return _run("psql", [*argv, "-Atc", sql], timeout=30)
 
 
 @contextlib.contextmanager
@@ -106,15 +94,8 @@ def postgres(max_connections: int = 300) -> Iterator[Postgres]:
         os.chown(work, uid, gid)
         (port,) = free_ports(1)
         data = work / "data"
-        init = subprocess.run(
-            ["runuser", "-u", USER, "--", str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", USER],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if init.returncode != 0:
-            raise ControlPlaneError(f"initdb failed: {init.stderr.strip()[-2000:]}")
+        initdb = [str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", USER]
+        _run("initdb", ["runuser", "-u", USER, "--", *initdb], timeout=120)
         argv = ["runuser", "-u", USER, "--", str(binaries / "postgres"), "-D", str(data), "-k", str(work)]
         argv += ["-p", str(port), "-h", "127.0.0.1", "-c", f"max_connections={max_connections}"]
         argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]

@@ -20,27 +20,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import socket
-import tempfile
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
-from .controlplane import (
-    Process,
-    activate,
-    deactivate,
-    http_get,
-    missing_executable,
-    poll,
-    signals_deferred,
-    spawn,
-)
+from .controlplane import ControlPlaneError, Supervised, http_get, missing_executable
 from .ports import free_ports
 
 log = logging.getLogger(__name__)
@@ -65,7 +52,7 @@ def _read(path: Path) -> str:
         return ""
 
 
-class RateLimitError(RuntimeError):
+class RateLimitError(ControlPlaneError):
     """Redis or the rate limit service cannot be started (missing binary, a process exited, not ready)."""
 
 
@@ -125,8 +112,13 @@ def redis_command(port: int, *args: str, timeout: float = 2.0) -> Any:
 # --- the pair ------------------------------------------------------------------------------------------
 
 
-class RateLimitService:
+class RateLimitService(Supervised):
     """redis-server + the Envoy rate limit service with one domain's configuration, on free loopback ports."""
+
+    what = "the rate limit service"
+    error = RateLimitError
+    workdir_prefix = "ratelimit-"
+    poll_interval = 0.05
 
     def __init__(
         self,
@@ -138,25 +130,14 @@ class RateLimitService:
         redis_bin: Path | None = None,
         ratelimit_bin: Path | None = None,
     ) -> None:
+        super().__init__(timeout=timeout, keep_workdir=keep_workdir)
         self.config = dict(config)
-        self.timeout = timeout
         self.log_level = log_level
-        self.keep_workdir = keep_workdir
         self._redis_bin = redis_bin
         self._ratelimit_bin = ratelimit_bin
-        self._processes: list[Process] = []
-        self._pids: dict[str, int] = {}
-        self._workdir: Path | None = None
         self._ports: dict[str, int] = {}
-        self._started_at = 0.0
-        self.startup_seconds = 0.0
 
     # -- properties ---------------------------------------------------------------------------------
-    @property
-    def workdir(self) -> Path:
-        if self._workdir is None:
-            raise RateLimitError("the rate limit service is not started")
-        return self._workdir
 
     @property
     def grpc_port(self) -> int:
@@ -176,11 +157,6 @@ class RateLimitService:
     @property
     def redis_port(self) -> int:
         return self._port("redis")
-
-    @property
-    def pids(self) -> dict[str, int]:
-        """Process id of each process started (`redis-server`, `ratelimit`), also after they stopped."""
-        return dict(self._pids)
 
     @property
     def config_file(self) -> Path:
@@ -204,14 +180,6 @@ class RateLimitService:
         return proc.tail(lines) if proc is not None else "(not running)"
 
     # -- lifecycle ----------------------------------------------------------------------------------
-    def __enter__(self) -> RateLimitService:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     def _binaries(self) -> tuple[Path, Path]:
         if self._redis_bin is None:
             reason = missing_redis()
@@ -226,58 +194,22 @@ class RateLimitService:
             self._ratelimit_bin or Path(os.environ[RATELIMIT_ENV_VAR]),
         )
 
-    def start(self) -> RateLimitService:
-        if self._workdir is not None:
-            raise RateLimitError("the rate limit service is already started")
-        redis_bin, ratelimit_bin = self._binaries()
-        self._started_at = time.monotonic()
-        self._workdir = Path(tempfile.mkdtemp(prefix="ratelimit-"))
-        activate(self)
-        try:
-            self._start(redis_bin, ratelimit_bin, self._workdir)
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_seconds = time.monotonic() - self._started_at
+    def start(self) -> Self:
+        super().start()
         log.info("rate limit service ready on gRPC port %d in %.1f s", self.grpc_port, self.startup_seconds)
         return self
 
     def stop(self) -> None:
         """Stops the service, then Redis; idempotent."""
-        with signals_deferred():
-            while self._processes:
-                self._processes.pop().stop(STOP_GRACE_SECONDS)
-            deactivate(self)
-            if self._workdir is not None:
-                if self.keep_workdir:
-                    log.info("kept the rate limit service's work dir %s", self._workdir)
-                else:
-                    shutil.rmtree(self._workdir, ignore_errors=True)
-                self._workdir = None
-            self._ports = {}
+        super().stop()
+        self._ports = {}
 
-    def check(self) -> None:
-        """Raises RateLimitError if one of the processes has exited."""
-        for proc in self._processes:
-            if proc.popen.poll() is not None:
-                raise RateLimitError(proc.describe_exit())
+    def _prepare(self) -> None:
+        self._redis_bin, self._ratelimit_bin = self._binaries()
 
     # -- internals ----------------------------------------------------------------------------------
-    def _wait(self, what: str, ready: Callable[[], tuple[bool, str]]) -> None:
-        ok, last = poll(ready, self._started_at + self.timeout, self.check, 0.05)
-        if not ok:
-            proc = self._processes[-1]
-            raise RateLimitError(
-                f"{what} not ready within {self.timeout:.0f} s (last answer: {last.strip()[:300]}); "
-                f"last lines of {proc.log}:\n{proc.tail()}"
-            )
-
-    def _spawn(self, name: str, argv: list[str], workdir: Path, env: Mapping[str, str] | None = None) -> None:
-        proc = spawn(name, argv, workdir, env)
-        self._processes.append(proc)
-        self._pids[name] = proc.popen.pid
-
-    def _start(self, redis_bin: Path, ratelimit_bin: Path, workdir: Path) -> None:
+    def _start(self, workdir: Path) -> None:
+        redis_bin, ratelimit_bin = self._binaries()
         redis_port, http_port, grpc_port, debug_port = free_ports(4)
         self._ports = {"redis": redis_port, "http": http_port, "grpc": grpc_port, "debug": debug_port}
 
