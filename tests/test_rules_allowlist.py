@@ -1,7 +1,7 @@
 """The per-kind allowlist (components/rules/allowlist.py) against the pinned CRD schemas and the
 objects the product builds: every allowed path exists in the schema, the product's own objects use only
 allowed paths, and a field the schema has but no rule allows is refused (by the pack's check here; by
-admission in test_tenant_allowlist.py)."""
+admission as the tenant: the tenant cases in test_tenant_boundary.py)."""
 
 from __future__ import annotations
 
