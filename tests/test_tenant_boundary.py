@@ -18,6 +18,7 @@ import copy
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from components.manifests.kinds import GATEWAY_API
 from components.manifests.stack import stack_objects
 from components.platform.charts import Install
 from components.platform.kyverno import kyverno_values
+from components.rules import approval, authorization, bounds, budgets, credentials, endpoints, fail_open, routes, tls
 from components.settings import names, versions
 from components.settings.stackfile import load_stack
 from devenv import chartrender
@@ -98,14 +100,15 @@ def create(cluster: Cluster, team: str, obj: dict[str, Any]) -> subprocess.Compl
     return kubectl(cluster, team, "create", "-f", "-", obj=obj)
 
 
-def refused(cluster: Cluster, team: str, obj: dict[str, Any], *expected: str) -> None:
-    """The tenant's write is refused with every expected fragment, and nothing is left."""
+def refused(cluster: Cluster, team: str, obj: dict[str, Any], *expected: str) -> str:
+    """The tenant's write is refused with every expected fragment, and nothing is left; the refusal."""
     out = create(cluster, team, obj)
     assert out.returncode != 0, f"admitted: {obj['kind']} {obj['metadata']['name']}"
     for fragment in expected:
         assert fragment in out.stderr, out.stderr
     meta = obj["metadata"]
     assert cluster.api.get(obj["kind"], meta["name"], meta.get("namespace")) is None
+    return out.stderr
 
 
 def team_objects(stack: str) -> list[dict[str, Any]]:
@@ -861,6 +864,11 @@ def test_without_the_platforms_chart_values_team_routes_are_refused(crds_dir: Pa
 # --- the tenant cases, as data (tests/tenant_cases.py): each refused at admission, as the team ---------
 
 
+RULES = [m.RULE for m in (approval, endpoints, routes, authorization, credentials, budgets, fail_open, tls, bounds)] + [
+    admission.ALLOWLIST
+]
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_a_tenant_case_is_refused_at_admission(cluster: Cluster, case: Case) -> None:
     """The case's object, written with the team's own identity: refused with a message naming the rule,
@@ -871,7 +879,9 @@ def test_a_tenant_case_is_refused_at_admission(cluster: Cluster, case: Case) -> 
         assert made.returncode == 0, made.stderr
     try:
         backend = TARGET if case.team == "research" else None
-        refused(cluster, case.team, attempt(case, backend), case.message)
+        refusal = refused(cluster, case.team, attempt(case, backend), case.message)
+        # The refusal names its rule, the module of components/rules/ that holds it.
+        assert re.search(f"egress ({'|'.join(RULES)}): [^\n]*{re.escape(case.message)}", refusal), refusal
     finally:
         if policy is not None:
             ns = policy["metadata"]["namespace"]
