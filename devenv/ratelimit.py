@@ -209,7 +209,8 @@ class RateLimitService(Supervised):
 
     # -- internals ----------------------------------------------------------------------------------
     def _start(self, workdir: Path) -> None:
-        redis_bin, ratelimit_bin = self._binaries()
+        redis_bin, ratelimit_bin = self._redis_bin, self._ratelimit_bin
+        assert redis_bin is not None and ratelimit_bin is not None  # _prepare resolved them
         redis_port, http_port, grpc_port, debug_port = free_ports(4)
         self._ports = {"redis": redis_port, "http": http_port, "grpc": grpc_port, "debug": debug_port}
 

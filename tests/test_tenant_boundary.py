@@ -33,7 +33,18 @@ from components.manifests.kinds import GATEWAY_API
 from components.manifests.stack import stack_objects
 from components.platform.charts import Install
 from components.platform.kyverno import kyverno_values
-from components.rules import approval, authorization, bounds, budgets, credentials, endpoints, fail_open, routes, tls
+from components.rules import (
+    allowlist,
+    approval,
+    authorization,
+    bounds,
+    budgets,
+    credentials,
+    endpoints,
+    fail_open,
+    routes,
+    tls,
+)
 from components.settings import names, versions
 from components.settings.stackfile import load_stack
 from devenv import chartrender
@@ -864,8 +875,9 @@ def test_without_the_platforms_chart_values_team_routes_are_refused(crds_dir: Pa
 # --- the tenant cases, as data (tests/tenant_cases.py): each refused at admission, as the team ---------
 
 
-RULES = [m.RULE for m in (approval, endpoints, routes, authorization, credentials, budgets, fail_open, tls, bounds)] + [
-    admission.ALLOWLIST
+RULES = [
+    m.RULE
+    for m in (approval, endpoints, routes, authorization, credentials, budgets, fail_open, tls, bounds, allowlist)
 ]
 
 

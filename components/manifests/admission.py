@@ -247,7 +247,10 @@ def registry_policy() -> Obj:
                 endpoints.ONE_HOST,
                 endpoints.RESOLUTION,
                 endpoints.KEEPS_ROUTE_HOST,
-                *(team_entry(ALLOWLIST, cel, message) for cel, message in allowlist.cel_validations("ServiceEntry")),
+                *(
+                    team_entry(allowlist.RULE, cel, message)
+                    for cel, message in allowlist.cel_validations("ServiceEntry")
+                ),
             ],
         },
     }
@@ -288,9 +291,6 @@ def _list(api_version: str, resource: str) -> str:
     return f'dyn(resource.List("{api_version}", "{resource}", {NS})).items'
 
 
-ALLOWLIST = "allowlist"
-_TEAM_KINDS = ("HTTPRoute", "TrafficPolicy", "GatewayExtension", "BackendConfigPolicy")
-
 # The route policy's validations, each a rule's (components/rules/), in the order Kyverno evaluates them.
 ROUTE_VALIDATIONS: tuple[Validation, ...] = (
     routes.OWN_LISTENER,
@@ -324,8 +324,9 @@ ROUTE_VALIDATIONS: tuple[Validation, ...] = (
     tls.APPROVED_HOST,
     tls.THAT_HOST_ONLY,
     *(
-        team_object(ALLOWLIST, kind, cel, "'" + message + "'")
-        for kind in _TEAM_KINDS
+        team_object(allowlist.RULE, kind, cel, "'" + message + "'")
+        for kind in allowlist.SPECS
+        if kind != "ServiceEntry"  # the registry policy's
         for cel, message in allowlist.cel_validations(kind)
     ),
 )

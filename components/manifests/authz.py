@@ -119,6 +119,32 @@ def _variables(owners: Mapping[int, str]) -> list[tuple[str, str]]:
     ]
 
 
+# Only a request on an egress route carries its context (TrafficPolicy extAuth.contextExtensions);
+# the policies that judge routes abstain for any other.
+_ON_EGRESS_ROUTE = {
+    "name": "egress-route",
+    "expression": f"{_cel(CTX_DESTINATION)} in object.attributes.context_extensions",
+}
+
+
+def _envoy_policy(
+    name: str, validation: str, variables: Sequence[tuple[str, str]] = (), routes_only: bool = False
+) -> Obj:
+    """An Envoy-mode ValidatingPolicy as the authz server loads it: one validation, failing closed."""
+    spec: dict[str, Any] = {"failurePolicy": "Fail", "evaluation": {"mode": "Envoy"}}
+    if routes_only:
+        spec["matchConditions"] = [dict(_ON_EGRESS_ROUTE)]
+    if variables:
+        spec["variables"] = [{"name": n, "expression": e} for n, e in variables]
+    spec["validations"] = [{"expression": validation}]
+    return {
+        "apiVersion": AUTHZ_POLICY_API,
+        "kind": "ValidatingPolicy",
+        "metadata": {"name": name, "labels": names.labels()},
+        "spec": spec,
+    }
+
+
 def destination_policy(owners: Mapping[int, str]) -> Obj:
     """The one Envoy-mode ValidatingPolicy for every destination of every team.
 
@@ -128,32 +154,14 @@ def destination_policy(owners: Mapping[int, str]) -> Obj:
     host, and every required header carries one of its allowed values; else it denies with the
     route's message.
     """
-    return {
-        "apiVersion": AUTHZ_POLICY_API,
-        "kind": "ValidatingPolicy",
-        "metadata": {"name": DESTINATION_POLICY, "labels": names.labels()},
-        "spec": {
-            "failurePolicy": "Fail",
-            "evaluation": {"mode": "Envoy"},
-            "matchConditions": [
-                {
-                    "name": "egress-route",
-                    "expression": f"{_cel(CTX_DESTINATION)} in object.attributes.context_extensions",
-                }
-            ],
-            "variables": [{"name": n, "expression": e} for n, e in _variables(owners)],
-            "validations": [
-                {
-                    "expression": (
-                        "variables.fromOwner && variables.toHost && variables.withHeaders"
-                        " ? envoy.Allowed().Response()"
-                        f" : envoy.Denied(403).WithBody(variables.route[?{_cel(CTX_DENY_MESSAGE)}]"
-                        f".orValue({_cel(FALLBACK_DENY_MESSAGE)})).Response()"
-                    )
-                }
-            ],
-        },
-    }
+    return _envoy_policy(
+        DESTINATION_POLICY,
+        "variables.fromOwner && variables.toHost && variables.withHeaders ? envoy.Allowed().Response()"
+        f" : envoy.Denied(403).WithBody(variables.route[?{_cel(CTX_DENY_MESSAGE)}]"
+        f".orValue({_cel(FALLBACK_DENY_MESSAGE)})).Response()",
+        _variables(owners),
+        routes_only=True,
+    )
 
 
 ENDED_MESSAGE = "egress: the approval of this host for this team has ended (revoked or expired)"
@@ -191,54 +199,27 @@ def approval_policy(grants: Mapping[str, Mapping[str, str]]) -> Obj:
     without a time is denied. The grants are data of the policy, not a read per request: kyverno-authz's
     `resource.Get` is an API server GET per Check, with no cache (docs/authz-server.md)."""
     ctx = "object.attributes.context_extensions"
-    return {
-        "apiVersion": AUTHZ_POLICY_API,
-        "kind": "ValidatingPolicy",
-        "metadata": {"name": APPROVAL_POLICY, "labels": names.labels()},
-        "spec": {
-            "failurePolicy": "Fail",
-            "evaluation": {"mode": "Envoy"},
-            "matchConditions": [{"name": "egress-route", "expression": f"{_cel(CTX_DESTINATION)} in {ctx}"}],
-            "variables": [
-                {"name": "grants", "expression": _grants_literal(grants)},
-                {
-                    "name": "until",
-                    "expression": (
-                        f"variables.grants[?{ctx}[?{_cel(CTX_NAMESPACE)}].orValue({_cel('')})].orValue({{}})"
-                        f"[?{ctx}[?{_cel(CTX_HOST)}].orValue({_cel('')})].orValue({_cel('')})"
-                    ),
-                },
-                {
-                    "name": "inForce",
-                    "expression": (
-                        f"has(object.attributes.request.time) && variables.until != {_cel('')} && "
-                        "timestamp(variables.until) >= object.attributes.request.time"
-                    ),
-                },
-            ],
-            "validations": [
-                {
-                    "expression": (
-                        f"variables.inForce ? null : envoy.Denied(403).WithBody({_cel(ENDED_MESSAGE)}).Response()"
-                    )
-                }
-            ],
-        },
-    }
+    until = (
+        f"variables.grants[?{ctx}[?{_cel(CTX_NAMESPACE)}].orValue({_cel('')})].orValue({{}})"
+        f"[?{ctx}[?{_cel(CTX_HOST)}].orValue({_cel('')})].orValue({_cel('')})"
+    )
+    in_force = (
+        f"has(object.attributes.request.time) && variables.until != {_cel('')} && "
+        "timestamp(variables.until) >= object.attributes.request.time"
+    )
+    return _envoy_policy(
+        APPROVAL_POLICY,
+        f"variables.inForce ? null : envoy.Denied(403).WithBody({_cel(ENDED_MESSAGE)}).Response()",
+        [("grants", _grants_literal(grants)), ("until", until), ("inForce", in_force)],
+        routes_only=True,
+    )
 
 
 def default_deny_policy() -> Obj:
     """Catch-all deny, in the last source: the authz server allows a request no policy decides."""
-    return {
-        "apiVersion": AUTHZ_POLICY_API,
-        "kind": "ValidatingPolicy",
-        "metadata": {"name": names.DEFAULT_DENY_POLICY, "labels": names.labels()},
-        "spec": {
-            "failurePolicy": "Fail",
-            "evaluation": {"mode": "Envoy"},
-            "validations": [{"expression": f"envoy.Denied(403).WithBody({_cel(DEFAULT_DENY_MESSAGE)}).Response()"}],
-        },
-    }
+    return _envoy_policy(
+        names.DEFAULT_DENY_POLICY, f"envoy.Denied(403).WithBody({_cel(DEFAULT_DENY_MESSAGE)}).Response()"
+    )
 
 
 def policy_file(policy: Obj) -> str:

@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+RULE = "allowlist"
+
 
 @dataclass(frozen=True)
 class Fields:
